@@ -1,0 +1,11 @@
+"""gejax: the Generative Encoder (Chen & Yang) in JAX/Flax.
+
+    from gejax import reconstruct, ge_measure, ga_measure, models, operators, metrics
+"""
+
+from gejax import metrics, models, operators
+from gejax.reconstruct import Reconstruction, ga_measure, ge_measure, reconstruct
+
+__all__ = ["Reconstruction", "ga_measure", "ge_measure", "metrics", "models", "operators",
+           "reconstruct"]
+__version__ = "0.1.0"

@@ -1,0 +1,167 @@
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.tree_util import Partial
+
+import gejax
+from gejax import models, operators
+
+LATENT = 4
+
+
+def _tiny_generator(params, z):
+    """A smooth 4 -> 6x6x1 generator with a unique preimage for moderate z."""
+    h = jnp.tanh(params["w1"] @ z)
+    return jax.nn.sigmoid(params["w2"] @ h).reshape(6, 6, 1)
+
+
+def _params(key):
+    k1, k2 = jax.random.split(key)
+    return {"w1": jax.random.normal(k1, (16, LATENT)) / 2,
+            "w2": jax.random.normal(k2, (36, 16)) / 2}
+
+
+@pytest.fixture(scope="module")
+def problem():
+    params = _params(jax.random.key(0))
+    g = Partial(_tiny_generator, params)
+    z_true = 0.5 * jax.random.normal(jax.random.key(1), (5, LATENT))
+    x_true = jax.vmap(g)(z_true)
+    a = operators.gaussian_matrix(jax.random.key(2), 16, 36)
+    measure = gejax.ga_measure(a)
+    y = jax.vmap(measure)(x_true)
+    return g, measure, y, x_true, z_true
+
+
+@pytest.mark.parametrize("loop", ["chunked", "scan"])
+def test_recovers_planted_latents(problem, loop):
+    g, measure, y, x_true, _ = problem
+    out = gejax.reconstruct(g, measure, y, key=jax.random.key(3), latent_dim=LATENT,
+                            num_restarts=3, steps=400, learning_rate=0.05, reg=0.0, loop=loop)
+    assert out.x_hat.shape == x_true.shape
+    assert out.z.shape == (5, LATENT) and out.objective.shape == (5, 3)
+    assert float(gejax.metrics.mse(out.x_hat, x_true).max()) < 1e-4
+
+
+def test_chunked_and_scan_agree(problem):
+    g, measure, y, *_ = problem
+    kw = dict(key=jax.random.key(4), latent_dim=LATENT, num_restarts=2, steps=23, reg=1e-3)
+    a = gejax.reconstruct(g, measure, y, loop="chunked", **kw)
+    b = gejax.reconstruct(g, measure, y, loop="scan", **kw)
+    np.testing.assert_allclose(a.objective, b.objective, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(a.z, b.z, rtol=1e-4, atol=1e-5)
+
+
+def test_returns_argmin_restart_by_objective(problem):
+    g, measure, y, *_ = problem
+    reg = 1e-2
+    out = gejax.reconstruct(g, measure, y, key=jax.random.key(5), latent_dim=LATENT,
+                            num_restarts=4, steps=5, reg=reg)
+    np.testing.assert_array_equal(out.best_restart, jnp.argmin(out.objective, axis=1))
+    # The returned z really has the objective reported for the chosen restart.
+    recomputed = jnp.sum((jax.vmap(measure)(jax.vmap(g)(out.z)) - y) ** 2, axis=1) \
+        + reg * jnp.sum(out.z**2, axis=1)
+    np.testing.assert_allclose(recomputed, out.objective.min(axis=1), rtol=1e-4)
+    np.testing.assert_allclose(out.x_hat, jax.vmap(g)(out.z), rtol=1e-5)
+    # Restarts differ, so the choice is not trivially restart 0 everywhere.
+    assert float(jnp.ptp(out.objective, axis=1).max()) > 0
+
+
+def test_zero_steps_returns_the_random_starts(problem):
+    g, measure, y, *_ = problem
+    out = gejax.reconstruct(g, measure, y, key=jax.random.key(6), latent_dim=LATENT,
+                            num_restarts=2, steps=0)
+    starts = jax.random.normal(jax.random.key(6), (5, 2, LATENT))
+    np.testing.assert_allclose(out.z, starts[jnp.arange(5), out.best_restart])
+
+
+def test_works_under_callers_jit_and_vmap(problem):
+    g, measure, y, *_ = problem
+    kw = dict(latent_dim=LATENT, num_restarts=2, steps=12, reg=1e-3)
+
+    @jax.jit
+    def solve(params, y, key):
+        return gejax.reconstruct(Partial(_tiny_generator, params), measure, y, key=key, **kw)
+
+    inside = solve(g.args[0], y, jax.random.key(8))
+    outside = gejax.reconstruct(g, measure, y, key=jax.random.key(8), **kw)
+    np.testing.assert_allclose(inside.objective, outside.objective, rtol=1e-4, atol=1e-5)
+
+    # vmap over two measurement sets at once.
+    stacked = jnp.stack([y, y[::-1]])
+    both = jax.vmap(lambda y: gejax.reconstruct(g, measure, y, key=jax.random.key(8), **kw))(
+        stacked)
+    np.testing.assert_allclose(both.objective[0], outside.objective, rtol=1e-4, atol=1e-5)
+
+
+def test_second_call_does_not_recompile(problem):
+    g, measure, y, *_ = problem
+    rec = sys.modules["gejax.reconstruct"]  # the module; gejax.reconstruct is the function
+
+    kw = dict(latent_dim=LATENT, num_restarts=2, steps=25)
+    jitted = (rec._init_jit, rec._chunk, rec._finish_jit, rec._solve_scan)
+    for loop in ("chunked", "scan"):
+        gejax.reconstruct(g, measure, y, key=jax.random.key(0), loop=loop, **kw)
+    sizes = [f._cache_size() for f in jitted]
+    # New parameters, new measurements, new key, new lr and reg: same shapes, same program.
+    g2 = Partial(_tiny_generator, _params(jax.random.key(99)))
+    for loop in ("chunked", "scan"):
+        gejax.reconstruct(g2, gejax.ga_measure(jnp.ones((16, 36))), y + 1, key=jax.random.key(1),
+                          learning_rate=0.2, reg=0.5, loop=loop, **kw)
+    assert [f._cache_size() for f in jitted] == sizes
+
+
+def test_ge_measure_with_real_networks(tiny_began, tiny_ae):
+    key = jax.random.key(0)
+    cfg = tiny_began
+    gp = models.Generator(cfg).init(key, jnp.zeros((cfg.latent_dim,)))
+    ap = models.ConvAutoencoder(tiny_ae).init(key, jnp.zeros(tiny_ae.image_shape))
+    g = models.generator_fn(gp, cfg)
+    en = models.ae_encoder_fn(ap, tiny_ae)
+    mask = operators.block_mask(cfg.image_shape, size=3)
+    measure = gejax.ge_measure(en, Partial(operators.apply_mask, mask=mask))
+    x = jax.random.uniform(key, (3,) + cfg.image_shape)
+    y = jax.vmap(measure)(x)
+    out = gejax.reconstruct(g, measure, y, key=key, latent_dim=cfg.latent_dim, steps=20)
+    assert out.x_hat.shape == x.shape
+    # Adam lowered the objective from the random starts.
+    start = gejax.reconstruct(g, measure, y, key=key, latent_dim=cfg.latent_dim, steps=0)
+    assert float(out.objective.mean()) < float(start.objective.mean())
+
+
+# Bad input: each raises before XLA sees it, with a message that names the problem.
+def _bad(problem, **overrides):
+    g, measure, y, *_ = problem
+    kw = dict(generator=g, measure=measure, y=y, key=jax.random.key(0), latent_dim=LATENT,
+              num_restarts=2, steps=3)
+    kw.update(overrides)
+    gejax.reconstruct(kw.pop("generator"), kw.pop("measure"), kw.pop("y"), **kw)
+
+
+@pytest.mark.parametrize("overrides,error,match", [
+    (dict(y=jnp.zeros((5, 15))), ValueError, "shape"),
+    (dict(latent_dim=7), ValueError, "latent_dim"),
+    (dict(y=jnp.full((5, 16), jnp.nan)), ValueError, "NaN"),
+    (dict(y=jnp.zeros((0, 16))), ValueError, "B >= 1"),
+    (dict(num_restarts=0), ValueError, "num_restarts"),
+    (dict(steps=-1), ValueError, "steps"),
+    (dict(steps=2.5), TypeError, "steps"),
+    (dict(learning_rate=float("nan")), ValueError, "learning_rate"),
+    (dict(learning_rate=float("inf")), ValueError, "learning_rate"),
+    (dict(reg=-1.0), ValueError, "reg"),
+    (dict(generator="G"), TypeError, "generator"),
+    (dict(measure=None), TypeError, "measure"),
+    (dict(key=0), TypeError, "key"),
+    (dict(key=jnp.zeros(3)), TypeError, "key"),
+    (dict(loop="while"), ValueError, "loop"),
+])
+def test_bad_input(problem, overrides, error, match):
+    with pytest.raises(error, match=match):
+        _bad(problem, **overrides)
+
+
+def test_legacy_uint32_key_is_accepted(problem):
+    _bad(problem, key=jax.random.PRNGKey(0))
