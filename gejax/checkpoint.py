@@ -1,0 +1,90 @@
+"""Self-describing workdirs: Orbax checkpoints beside the configs that built them.
+
+    workdir/
+      config.json      {"data": DataConfig, "began": BeganConfig, "began_train": {...},
+                        "ae": AEConfig, "ae_train": {...}}
+      began/<step>/    Orbax checkpoints of the BEGAN state (G, D, k_t)
+      ae/<step>/       Orbax checkpoints of GE1's autoencoder
+      samples/         PNG grids of G(z) for fixed z at each BEGAN checkpoint
+      tb/              TensorBoard scalars
+
+`--workdir` alone is enough for later commands: they read the configs from config.json
+and rebuild every network from them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import orbax.checkpoint as ocp
+
+CONFIG_FILE = "config.json"
+
+
+def read_config(workdir: str | os.PathLike) -> dict:
+    """The whole config.json of a workdir ({} when there is none yet)."""
+    path = Path(workdir) / CONFIG_FILE
+    if not path.exists():
+        return {}
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path} is not valid JSON ({e}); the workdir is corrupt") from e
+
+
+def write_config(workdir: str | os.PathLike, **sections) -> None:
+    """Merge `sections` (dataclasses or dicts) into config.json, atomically."""
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    config = read_config(workdir)
+    for name, value in sections.items():
+        config[name] = dataclasses.asdict(value) if dataclasses.is_dataclass(value) else value
+    write_text_atomic(workdir / CONFIG_FILE, json.dumps(config, indent=2, sort_keys=True))
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write through a temp file and rename, so a reader never sees half a file."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def section(workdir: str | os.PathLike, name: str, cls):
+    """Rebuild the dataclass `cls` stored under `name` in config.json."""
+    config = read_config(workdir)
+    if name not in config:
+        raise ValueError(f"{workdir} has no '{name}' config: was it trained with the matching "
+                         f"command (python -m train.began / train.ae --workdir {workdir})?")
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(config[name]) - fields
+    if unknown:
+        raise ValueError(f"{workdir}: '{name}' config has unknown fields {sorted(unknown)}; "
+                         "it was written by an incompatible version")
+    return cls(**config[name])
+
+
+def manager(workdir: str | os.PathLike, name: str, *, max_to_keep: int = 2
+            ) -> ocp.CheckpointManager:
+    """The Orbax CheckpointManager of `workdir/name` (atomic saves; keeps the newest)."""
+    return ocp.CheckpointManager(
+        Path(workdir, name).absolute(),
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+
+
+def restore(workdir: str | os.PathLike, name: str, target):
+    """(state, step) of the newest checkpoint in `workdir/name`, shaped like `target`.
+
+    Returns (None, 0) when there is no checkpoint yet.
+    """
+    with manager(workdir, name) as mngr:
+        step = mngr.latest_step()
+        if step is None:
+            return None, 0
+        state = mngr.restore(step, args=ocp.args.StandardRestore(target))
+    return state, step

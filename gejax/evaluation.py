@@ -1,0 +1,299 @@
+"""The paper's experiments as functions: compressed sensing (Tables 1-2, Figs. 4-6) and
+restoration (Figs. 8-11), each returning the results.json dict of DESIGN.md.
+
+Every method sees the same test images, the same sensing matrix and the same seeds; the
+GE and GA restarts are chosen by their objective, never by the ground truth.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import platform
+import time
+from collections.abc import Callable
+from importlib import metadata, resources
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.tree_util import Partial
+from tqdm import tqdm
+
+from gejax import baselines, checkpoint, data, metrics, models, operators, plotting, training
+from gejax.reconstruct import ga_measure, ge_measure, reconstruct
+
+PAPER_LASSO_M = 500
+
+
+def default_workdir() -> str:
+    """The pre-trained embedded default shipped inside the package."""
+    return str(resources.files("gejax") / "pretrained" / "mnist32")
+
+
+@dataclasses.dataclass(frozen=True)
+class SolverConfig:
+    """Adam on z from the paper: lr 0.1, 500 steps, 2 random starts.
+
+    `reg_ge` and `reg_ga` are lambda for the two objectives, whose residuals have very
+    different scales (m encoder outputs vs m Gaussian projections of H*W*C pixels).
+    """
+
+    steps: int = 500
+    restarts: int = 2
+    learning_rate: float = 0.1
+    reg_ge: float = 1e-3
+    reg_ga: float = 1e-1
+    seed: int = 0
+
+
+@dataclasses.dataclass
+class Networks:
+    """G and the encoders of a workdir, as per-example pure callables."""
+
+    began: models.BeganConfig
+    generator: Partial
+    encoders: dict[str, Partial]  # "ge0": BEGAN D's encoder, "ge1": GE1's conv encoder
+    data: data.DataConfig
+
+
+def load_networks(workdir: str) -> Networks:
+    if not Path(workdir).is_dir():
+        raise ValueError(f"workdir {workdir} does not exist")
+    began, g_params, d_params = training.load_began(workdir)
+    encoders = {"ge0": models.began_encoder_fn(d_params, began)}
+    if "ae" in checkpoint.read_config(workdir):
+        ae, ae_params = training.load_ae(workdir)
+        encoders["ge1"] = models.ae_encoder_fn(ae_params, ae)
+    data_cfg = checkpoint.section(workdir, "data", data.DataConfig)
+    return Networks(began, models.generator_fn(g_params, began), encoders, data_cfg)
+
+
+def summarize(x_hat: np.ndarray, x: np.ndarray, seconds: float, **extra) -> dict:
+    """The per-method entry of results.json: metrics averaged over images, on [0, 1]."""
+    x_hat = np.clip(np.asarray(x_hat), 0, 1)
+    mse = np.asarray(metrics.mse(x_hat, x))
+    return {"mse": float(mse.mean()), "mse_std": float(mse.std()),
+            "psnr": float(np.mean(metrics.psnr(x_hat, x))),
+            "ssim": float(np.mean(metrics.ssim(x_hat, x))), "seconds": float(seconds), **extra}
+
+
+def _solve(nets: Networks, measure, y, solver: SolverConfig, reg: float, key, desc: str):
+    """reconstruct with a progress bar; returns (x_hat, seconds, objective per restart)."""
+    t0 = time.perf_counter()
+    with tqdm(total=solver.steps, desc=desc, unit="step", leave=False) as bar:
+        out = reconstruct(nets.generator, measure, y, key=key, latent_dim=nets.began.latent_dim,
+                          num_restarts=solver.restarts, steps=solver.steps,
+                          learning_rate=solver.learning_rate, reg=reg, progress=bar.update)
+        x_hat = np.asarray(out.x_hat)
+    return x_hat, time.perf_counter() - t0, out
+
+
+def provenance(solver: SolverConfig, workdir: str) -> dict:
+    versions = {p: metadata.version(p) for p in ("gejax", "jax", "flax", "optax")}
+    return {"workdir": str(workdir), "solver": dataclasses.asdict(solver),
+            "versions": versions, "python": platform.python_version(),
+            "backend": jax.default_backend()}
+
+
+def test_images(nets: Networks, num_images: int) -> np.ndarray:
+    images = data.load(nets.data, "test")
+    if num_images < 1:
+        raise ValueError(f"num_images must be >= 1, got {num_images}")
+    if num_images > len(images):
+        raise ValueError(f"num_images {num_images} exceeds the {len(images)} test images")
+    return images[:num_images]
+
+
+def run_cs(nets: Networks, x: np.ndarray, *, m: int, solver: SolverConfig, lasso_alpha=0.1,
+           methods=("lasso", "lasso_m500", "ga", "ge0", "ge1"), log=print) -> tuple[dict, dict]:
+    """Compressed sensing of x (N, H, W, C) from m measurements by every method.
+
+    Returns (results dict of DESIGN.md, {method: reconstructions}).
+    """
+    n_pixels = int(np.prod(x.shape[1:]))
+    if not 0 < m <= n_pixels:
+        raise ValueError(f"m must be in [1, {n_pixels}] (the number of pixels), got {m}")
+    key = jax.random.key(solver.seed)
+    k_a, k_a500, k_ga, k_ge = jax.random.split(key, 4)
+    a = np.asarray(operators.gaussian_matrix(k_a, m, n_pixels))
+    results, images = {}, {}
+
+    def record(name, x_hat, seconds, m_used):
+        results[name] = summarize(x_hat, x, seconds, m=m_used)
+        images[name] = np.clip(x_hat, 0, 1)
+        r = results[name]
+        log(f"{name:>11}  m={m_used:<4} MSE {r['mse']:.5f} +- {r['mse_std']:.5f}  "
+            f"PSNR {r['psnr']:5.2f}  SSIM {r['ssim']:.3f}  {seconds:6.1f}s")
+
+    for name in methods:
+        if name.startswith("lasso"):
+            m_used = min(PAPER_LASSO_M, n_pixels) if name == "lasso_m500" else m
+            a_used = a if m_used == m else np.asarray(
+                operators.gaussian_matrix(k_a500, m_used, n_pixels))
+            t0 = time.perf_counter()
+            y = x.reshape(len(x), -1) @ a_used.T
+            x_hat = baselines.lasso_dct(y, a_used, x.shape[1:], alpha=lasso_alpha)
+            record(name, x_hat, time.perf_counter() - t0, m_used)
+        elif name == "ga":
+            measure = ga_measure(a)
+            y = jax.vmap(measure)(jnp.asarray(x))
+            x_hat, seconds, _ = _solve(nets, measure, y, solver, solver.reg_ga, k_ga, "GA")
+            record(name, x_hat, seconds, m)
+        elif name in nets.encoders:
+            measure = ge_measure(nets.encoders[name])
+            y = jax.vmap(measure)(jnp.asarray(x))
+            if y.shape[-1] != m:
+                log(f"{name:>11}  skipped: its encoder outputs {y.shape[-1]} numbers, not m={m}")
+                continue
+            x_hat, seconds, _ = _solve(nets, measure, y, solver, solver.reg_ge, k_ge,
+                                       name.upper())
+            record(name, x_hat, seconds, m)
+    return results, images
+
+
+def run_fake_vs_real(nets: Networks, x_real: np.ndarray, *, solver: SolverConfig,
+                     encoder: str = "ge0") -> dict:
+    """Table 2: the same GE on images made by G (systematic error only) and on real images."""
+    key = jax.random.key(solver.seed + 1)
+    z = jax.random.normal(key, (len(x_real), nets.began.latent_dim))
+    x_fake = np.clip(np.asarray(jax.vmap(nets.generator)(z)), 0, 1)
+    measure = ge_measure(nets.encoders[encoder])
+    out = {}
+    for name, x in (("fake", x_fake), ("real", x_real)):
+        y = jax.vmap(measure)(jnp.asarray(x))
+        x_hat, seconds, _ = _solve(nets, measure, y, solver, solver.reg_ge,
+                                   jax.random.fold_in(key, 7), f"{encoder} {name}")
+        out[name] = summarize(x_hat, x, seconds)
+    out["ratio"] = out["fake"]["mse"] / out["real"]["mse"]
+    return out
+
+
+def write_outputs(out_dir: str | Path, results: dict, table: str,
+                  figures: Callable[[Path], None]) -> None:
+    """results.json, results.md and the figures, each written atomically."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures(out_dir)
+    checkpoint.write_text_atomic(out_dir / "results.md", table)
+    checkpoint.write_text_atomic(out_dir / "results.json", json.dumps(results, indent=2))
+
+
+def markdown_table(results: dict, *, title: str) -> str:
+    lines = [f"# {title}", "", "| method | m | MSE (mean +- std) | PSNR (dB) | SSIM | seconds |",
+             "|---|---|---|---|---|---|"]
+    for name, r in results["methods"].items():
+        lines.append(f"| {name} | {r.get('m', '')} | {r['mse']:.5f} +- {r['mse_std']:.5f} | "
+                     f"{r['psnr']:.2f} | {r['ssim']:.3f} | {r['seconds']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def cs_results(nets: Networks, workdir: str, x: np.ndarray, m: int, solver: SolverConfig,
+               methods: dict) -> dict:
+    return {"experiment": "cs", "dataset": nets.data.name, "image_shape": list(x.shape[1:]),
+            "num_images": len(x), "m": m, "seed": solver.seed, "methods": methods,
+            **provenance(solver, workdir)}
+
+
+TASKS = ("denoise", "deblur", "superres", "inpaint")
+NOISE_SIGMA = 0.4  # the paper's additive Gaussian noise
+SR_FACTOR = 4  # the paper's 64x64 -> 16x16
+
+
+def blur_sigma(image_size: int) -> float:
+    """Blur width for the deblurring task: 1.5 px at 32x32, scaled with the image side."""
+    return 1.5 * image_size / 32
+
+
+def degrade(task: str, x: np.ndarray, key: jax.Array, mask_kind: str = "block"):
+    """The degraded input x_dagger of a task, and S, the operator GE applies to G(z).
+
+    Returns (x_dagger (N, H, W, C), S as a per-example callable, task parameters).
+    """
+    shape = x.shape[1:]
+    if task == "denoise":
+        return np.asarray(operators.gaussian_noise(x, key, sigma=NOISE_SIGMA)), None, {
+            "sigma": NOISE_SIGMA}
+    if task == "deblur":
+        sigma = blur_sigma(shape[0])
+        return np.asarray(operators.gaussian_blur(x, sigma=sigma)), None, {"blur_sigma": sigma}
+    if task == "superres":
+        # x_dagger is the bicubic up-sampling of the low-resolution image (the paper's
+        # preconditioner); S maps G(z) through the same down- and up-sampling.
+        s = Partial(_down_up(SR_FACTOR))
+        return np.asarray(s(x)), s, {"factor": SR_FACTOR}
+    if task == "inpaint":
+        if mask_kind == "block":
+            mask = operators.block_mask(shape)
+        elif mask_kind == "lines":
+            mask = operators.line_mask(key, shape)
+        else:
+            raise ValueError(f"unknown mask {mask_kind!r}: use 'block' or 'lines'")
+        s = Partial(operators.apply_mask, mask=mask)
+        return np.asarray(s(x)), s, {"mask": mask_kind, "mask_array": np.asarray(mask)}
+    raise ValueError(f"unknown task {task!r}: use one of {', '.join(TASKS)}")
+
+
+@functools.cache
+def _down_up(factor: int) -> Callable:
+    """S for super-resolution: down-sample by `factor`, then bicubic back (factor static)."""
+
+    def down_up(x):
+        return operators.bicubic_upsample(operators.downsample(x, factor), factor)
+
+    return down_up
+
+
+def classical_baselines(task: str, params: dict) -> dict[str, Callable]:
+    """The classical methods a user would reach for: name -> x_dagger -> x_hat."""
+    if task == "denoise":
+        return {"bm3d": functools.partial(baselines.bm3d_denoise, sigma=params["sigma"])}
+    if task == "deblur":
+        size = operators.default_blur_kernel_size(params["blur_sigma"])
+        delta = np.zeros((size, size, 1), np.float32)
+        delta[size // 2, size // 2] = 1
+        kernel = np.asarray(operators.gaussian_blur(delta, sigma=params["blur_sigma"]))[..., 0]
+        return {"wiener": functools.partial(baselines.wiener_deconvolve, kernel=kernel),
+                "richardson_lucy": functools.partial(baselines.richardson_lucy_deconvolve,
+                                                     kernel=kernel)}
+    if task == "superres":
+        return {"bicubic": lambda x_dagger: np.clip(x_dagger, 0, 1)}
+    if task == "inpaint":
+        return {"biharmonic": functools.partial(baselines.biharmonic_inpaint,
+                                                mask=params["mask_array"])}
+    raise ValueError(f"unknown task {task!r}")
+
+
+def run_restore(nets: Networks, x: np.ndarray, *, task: str, solver: SolverConfig,
+                mask_kind: str = "block", log=print) -> tuple[dict, dict, dict]:
+    """Restore degraded copies of x with GE (eq. 5/6) and the classical baselines.
+
+    Returns (methods dict of results.json, {method: images}, task parameters).
+    """
+    key = jax.random.key(solver.seed)
+    k_degrade, k_solve = jax.random.split(key)
+    x_dagger, s, params = degrade(task, x, k_degrade, mask_kind)
+    results, images = {}, {}
+
+    def record(name, x_hat, seconds):
+        results[name] = summarize(x_hat, x, seconds)
+        images[name] = np.clip(x_hat, 0, 1)
+        r = results[name]
+        log(f"{name:>16}  MSE {r['mse']:.5f} +- {r['mse_std']:.5f}  PSNR {r['psnr']:5.2f}  "
+            f"SSIM {r['ssim']:.3f}  {seconds:6.1f}s")
+
+    record("degraded", x_dagger, 0.0)
+    for name, baseline in classical_baselines(task, params).items():
+        t0 = time.perf_counter()
+        x_hat = baseline(x_dagger)
+        record(name, x_hat, time.perf_counter() - t0)
+    for name, encoder in nets.encoders.items():
+        measure = ge_measure(encoder, s)
+        y = jax.vmap(encoder)(jnp.asarray(x_dagger))  # EN(x_dagger), paper eq. 6
+        x_hat, seconds, _ = _solve(nets, measure, y, solver, solver.reg_ge, k_solve,
+                                   name.upper())
+        record(name, x_hat, seconds)
+    params = {k: v for k, v in params.items() if k != "mask_array"}
+    return results, images, {"degraded_input": x_dagger, **params}

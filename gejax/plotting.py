@@ -1,0 +1,72 @@
+"""Figures: image grids in the layout of the paper's figures, and curves."""
+
+from __future__ import annotations
+
+import io
+import os
+from collections.abc import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no screen needed
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+
+
+def image_grid(rows: Sequence[tuple[str, np.ndarray]], path: str | os.PathLike, *,
+               title: str | None = None, cell: float = 0.9) -> None:
+    """One labelled row per method, one column per image (the paper's Figs. 4, 8-11).
+
+    Args:
+      rows: (label, images (N, H, W, C) in [0, 1]) per row; all rows have N images.
+      path: PNG file to write (atomically: temp file, then rename).
+    """
+    n = max(len(images) for _, images in rows)
+    fig, axes = plt.subplots(len(rows), n, figsize=(cell * n + 1.2, cell * len(rows) + 0.3),
+                             squeeze=False)
+    for r, (label, images) in enumerate(rows):
+        for c in range(n):
+            ax = axes[r, c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():
+                spine.set_visible(False)
+            if c < len(images):
+                im = np.clip(np.asarray(images[c]), 0, 1)
+                ax.imshow(im[..., 0] if im.shape[-1] == 1 else im, cmap="gray", vmin=0, vmax=1)
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(pad=0.2)
+    _save(fig, path)
+
+
+def curves(x: Sequence[float], series: dict[str, Sequence[float]], path: str | os.PathLike, *,
+           xlabel: str, ylabel: str, title: str | None = None, logy: bool = True,
+           errors: dict[str, Sequence[float]] | None = None) -> None:
+    """A line per method (e.g. MSE vs number of measurements m, the paper's Fig. 6)."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for name, ys in series.items():
+        err = None if errors is None else errors.get(name)
+        ax.errorbar(x, ys, yerr=err, marker="o", capsize=3, label=name)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if logy:
+        ax.set_yscale("log")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    if title:
+        ax.set_title(title)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def _save(fig, path) -> None:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110)
+    plt.close(fig)
+    tmp = f"{path}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(buf.getvalue())
+    os.replace(tmp, path)

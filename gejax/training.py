@@ -1,0 +1,283 @@
+"""Pre-training (paper section 4.1): BEGAN's G and D, then GE1's autoencoder on real + fake.
+
+The steps are pure jitted functions `(state, batch, key) -> (state, metrics)` with the
+step's randomness from `fold_in(key, step)` and the batch a pure function of the step,
+so a resumed run sees exactly the data and random numbers of an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from flax.training.train_state import TrainState
+from tqdm import tqdm
+
+from gejax import checkpoint, data, models, plotting
+
+
+@dataclasses.dataclass(frozen=True)
+class BeganTrainConfig:
+    """BEGAN's hyper-parameters (Berthelot et al. 2017; the GE authors used gamma 0.4).
+
+    The learning rate halves every `lr_halve_every` steps down to `lr_floor`: a floor
+    keeps G learning late, which the BEGAN authors found to limit mode collapse.
+    """
+
+    steps: int = 3000
+    batch_size: int = 32
+    learning_rate: float = 3e-4
+    lr_halve_every: int = 1500
+    lr_floor: float = 5e-5
+    gamma: float = 0.5
+    lambda_k: float = 0.001
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 25
+
+
+@dataclasses.dataclass(frozen=True)
+class AETrainConfig:
+    """GE1's autoencoder: squared-error reconstruction (paper eq. 1) of real and fake images."""
+
+    steps: int = 2000
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    fake_fraction: float = 0.5
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 25
+
+
+@flax.struct.dataclass
+class BeganState:
+    """Everything a BEGAN run carries: both networks with their optimisers, and k_t."""
+
+    g: TrainState
+    d: TrainState
+    k: jax.Array
+
+
+def _adam(cfg) -> optax.GradientTransformation:
+    schedule = optax.exponential_decay(cfg.learning_rate, cfg.lr_halve_every, 0.5,
+                                       staircase=True, end_value=cfg.lr_floor)
+    return optax.adam(schedule, b1=0.5, b2=0.999)
+
+
+def began_init(model: models.BeganConfig, cfg: BeganTrainConfig) -> BeganState:
+    kg, kd = jax.random.split(jax.random.key(cfg.seed))
+    g, d = models.Generator(model), models.Discriminator(model)
+    tx = _adam(cfg)
+    return BeganState(
+        g=TrainState.create(apply_fn=g.apply, params=g.init(kg, jnp.zeros((1, model.latent_dim))),
+                            tx=tx),
+        d=TrainState.create(apply_fn=d.apply, params=d.init(kd, jnp.zeros((1,) + model.image_shape)),
+                            tx=tx),
+        k=jnp.zeros((), jnp.float32))
+
+
+def _l1(a, b):
+    return jnp.mean(jnp.abs(a - b))
+
+
+def began_step(state: BeganState, real: jax.Array, key: jax.Array, *, model: models.BeganConfig,
+               cfg: BeganTrainConfig) -> tuple[BeganState, dict[str, jax.Array]]:
+    """One BEGAN update of D and G from the same z.
+
+    L(v) = |D(v) - v|_1; D minimises L(x) - k_t L(G(z)); G minimises L(G(z));
+    k_{t+1} = clip(k_t + lambda_k (gamma L(x) - L(G(z))), 0, 1);
+    M = L(x) + |gamma L(x) - L(G(z))| is BEGAN's convergence measure.
+    """
+    z = jax.random.normal(key, (real.shape[0], model.latent_dim))
+    fake = state.g.apply_fn(state.g.params, z)
+
+    def d_loss(d_params):
+        l_real = _l1(state.d.apply_fn(d_params, real), real)
+        sg_fake = jax.lax.stop_gradient(fake)
+        l_fake = _l1(state.d.apply_fn(d_params, sg_fake), sg_fake)
+        return l_real - state.k * l_fake, (l_real, l_fake)
+
+    def g_loss(g_params):
+        x = state.g.apply_fn(g_params, z)
+        return _l1(state.d.apply_fn(state.d.params, x), x)
+
+    (d_total, (l_real, l_fake)), d_grads = jax.value_and_grad(d_loss, has_aux=True)(state.d.params)
+    g_total, g_grads = jax.value_and_grad(g_loss)(state.g.params)
+    balance = cfg.gamma * l_real - l_fake
+    new = BeganState(g=state.g.apply_gradients(grads=g_grads),
+                     d=state.d.apply_gradients(grads=d_grads),
+                     k=jnp.clip(state.k + cfg.lambda_k * balance, 0.0, 1.0))
+    metrics = {"d_loss": d_total, "g_loss": g_total, "l_real": l_real, "l_fake": l_fake,
+               "k": state.k, "M": l_real + jnp.abs(balance)}
+    return new, metrics
+
+
+def batch_indices(step: int, num_examples: int, batch_size: int, seed: int) -> np.ndarray:
+    """Indices of the batch of `step`: a fresh seeded permutation of the data every epoch."""
+    per_epoch = max(1, num_examples // batch_size)
+    epoch, i = divmod(step, per_epoch)
+    order = np.random.default_rng((seed, epoch)).permutation(num_examples)
+    if num_examples < batch_size:  # tiny test data: draw with replacement
+        return np.resize(order, batch_size)
+    return order[i * batch_size:(i + 1) * batch_size]
+
+
+class DivergedError(RuntimeError):
+    """Training produced a non-finite loss; the last good checkpoint is kept."""
+
+
+def _loop(*, name: str, workdir: str, state, step_fn, images: np.ndarray, cfg, on_checkpoint,
+          postfix_keys: tuple[str, ...], start: int) -> Any:
+    """The shared loop: jitted steps, progress bar, TensorBoard, atomic Orbax checkpoints."""
+    from tensorboardX import SummaryWriter
+
+    key = jax.random.key(cfg.seed)
+    step_fn = jax.jit(step_fn, donate_argnums=0)
+    writer = SummaryWriter(str(Path(workdir, "tb", name)))
+    mngr = checkpoint.manager(workdir, name)
+    bar = tqdm(total=cfg.steps, initial=start, desc=name, unit="step", dynamic_ncols=True)
+    try:
+        for step in range(start, cfg.steps):
+            batch = images[batch_indices(step, len(images), cfg.batch_size, cfg.seed)]
+            state, metrics = step_fn(state, batch, jax.random.fold_in(key, step))
+            done = step + 1
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                values = {k: float(v) for k, v in metrics.items()}
+                if not all(math.isfinite(v) for v in values.values()):
+                    raise DivergedError(
+                        f"{name}: non-finite loss at step {done} ({values}); the last good "
+                        f"checkpoint in {Path(workdir, name)} is kept")
+                for k, v in values.items():
+                    writer.add_scalar(f"{name}/{k}", v, done)
+                bar.set_postfix({k: f"{values[k]:.4f}" for k in postfix_keys})
+            bar.update(1)
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                mngr.save(done, args=ocp.args.StandardSave(state))
+                on_checkpoint(state, done)
+        mngr.wait_until_finished()
+    finally:
+        bar.close()
+        writer.close()
+        mngr.close()
+    return state
+
+
+def fixed_latents(model: models.BeganConfig, n: int = 64) -> jax.Array:
+    """The z of the sample grids: the same at every checkpoint, so progress is visible."""
+    return jax.random.normal(jax.random.key(1234), (n, model.latent_dim))
+
+
+def save_samples(workdir: str, g_params, model: models.BeganConfig, step: int) -> Path:
+    samples = models.Generator(model).apply(g_params, fixed_latents(model))
+    path = Path(workdir, "samples", f"began_{step:07d}.png")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    images = np.asarray(samples)
+    plotting.image_grid([("", images[r * 8:(r + 1) * 8]) for r in range(len(images) // 8)], path,
+                        title=f"G(z), fixed z, step {step}")
+    return path
+
+
+def train_began(workdir: str, data_cfg: data.DataConfig, model: models.BeganConfig,
+                cfg: BeganTrainConfig) -> BeganState:
+    """Train (or resume) BEGAN in `workdir`; returns the final state."""
+    checkpoint.write_config(workdir, data=data_cfg, began=model, began_train=cfg)
+    images = data.load(data_cfg, "train")
+    state = began_init(model, cfg)
+    restored, start = checkpoint.restore(workdir, "began", state)
+    if restored is not None:
+        state = restored
+        print(f"resuming from step {start}")
+    if start >= cfg.steps:
+        print(f"already trained to step {start} >= --steps {cfg.steps}; nothing to do")
+        return state
+    step_fn = functools.partial(began_step, model=model, cfg=cfg)
+    t0 = time.time()
+    state = _loop(name="began", workdir=workdir, state=state, step_fn=step_fn, images=images,
+                  cfg=cfg, start=start, postfix_keys=("M", "k", "l_real", "l_fake"),
+                  on_checkpoint=lambda s, step: save_samples(workdir, s.g.params, model, step))
+    print(f"trained BEGAN steps {start}..{cfg.steps} in {time.time() - t0:.0f}s")
+    return state
+
+
+def load_began(workdir: str) -> tuple[models.BeganConfig, Any, Any]:
+    """(config, G params, D params) from the newest BEGAN checkpoint of a workdir."""
+    model = checkpoint.section(workdir, "began", models.BeganConfig)
+    cfg = checkpoint.section(workdir, "began_train", BeganTrainConfig)
+    state, step = checkpoint.restore(workdir, "began", began_init(model, cfg))
+    if state is None:
+        raise ValueError(f"{workdir} has no BEGAN checkpoint; run python -m train.began "
+                         f"--workdir {workdir}")
+    return model, state.g.params, state.d.params
+
+
+# GE1's conv autoencoder.
+
+
+def ae_init(model: models.AEConfig, cfg: AETrainConfig) -> TrainState:
+    ae = models.ConvAutoencoder(model)
+    params = ae.init(jax.random.key(cfg.seed), jnp.zeros((1,) + model.image_shape))
+    return TrainState.create(apply_fn=ae.apply, params=params,
+                             tx=optax.adam(cfg.learning_rate))
+
+
+def ae_step(state: TrainState, real: jax.Array, key: jax.Array, *, g_params, began: models.BeganConfig,
+            cfg: AETrainConfig) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One step on a batch whose first `fake_fraction` part is replaced by G(z) (paper sec. 3)."""
+    n_fake = int(round(cfg.fake_fraction * real.shape[0]))
+    z = jax.random.normal(key, (n_fake, began.latent_dim))
+    fake = models.Generator(began).apply(g_params, z)
+    # Unclipped: the solver feeds EN exactly what G makes.
+    batch = jnp.concatenate([fake, real[n_fake:]], axis=0)
+
+    def loss(params):
+        rec = state.apply_fn(params, batch)
+        err = jnp.mean((rec - batch) ** 2, axis=(1, 2, 3))
+        return jnp.mean(err), (jnp.mean(err[:n_fake]) if n_fake else 0.0, jnp.mean(err[n_fake:]))
+
+    (value, (fake_mse, real_mse)), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
+    return state.apply_gradients(grads=grads), {"loss": value, "fake_mse": fake_mse,
+                                                "real_mse": real_mse}
+
+
+def train_ae(workdir: str, model: models.AEConfig, cfg: AETrainConfig) -> TrainState:
+    """Train (or resume) GE1's autoencoder on real images and images from the workdir's G."""
+    data_cfg = checkpoint.section(workdir, "data", data.DataConfig)
+    began, g_params, _ = load_began(workdir)
+    if (model.image_size, model.channels) != (began.image_size, began.channels):
+        raise ValueError(f"autoencoder images {model.image_shape} must match G's "
+                         f"{began.image_shape}")
+    checkpoint.write_config(workdir, ae=model, ae_train=cfg)
+    images = data.load(data_cfg, "train")
+    state = ae_init(model, cfg)
+    restored, start = checkpoint.restore(workdir, "ae", state)
+    if restored is not None:
+        state = restored
+        print(f"resuming from step {start}")
+    if start >= cfg.steps:
+        print(f"already trained to step {start} >= --steps {cfg.steps}; nothing to do")
+        return state
+    step_fn = functools.partial(ae_step, g_params=g_params, began=began, cfg=cfg)
+    return _loop(name="ae", workdir=workdir, state=state, step_fn=step_fn, images=images,
+                 cfg=cfg, start=start, postfix_keys=("loss", "fake_mse", "real_mse"),
+                 on_checkpoint=lambda s, step: None)
+
+
+def load_ae(workdir: str) -> tuple[models.AEConfig, Any]:
+    """(config, params) of GE1's autoencoder from the newest checkpoint of a workdir."""
+    model = checkpoint.section(workdir, "ae", models.AEConfig)
+    cfg = checkpoint.section(workdir, "ae_train", AETrainConfig)
+    state, _ = checkpoint.restore(workdir, "ae", ae_init(model, cfg))
+    if state is None:
+        raise ValueError(f"{workdir} has no autoencoder checkpoint; run python -m train.ae "
+                         f"--workdir {workdir}")
+    return model, state.params

@@ -1,0 +1,55 @@
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from PIL import Image
+
+from gejax import data
+
+
+def test_embedded_mnist_default_split():
+    cfg = data.DataConfig()
+    train, test = data.load(cfg, "train"), data.load(cfg, "test")
+    assert train.shape == (4500, 32, 32, 1) and test.shape == (500, 32, 32, 1)
+    assert train.dtype == np.float32 and 0 <= train.min() and train.max() <= 1
+    # Zero padding 28 -> 32, and digits in the middle.
+    assert train[:, :2].max() == 0 and train[:, 14:18, 14:18].max() > 0.5
+    # The split is fixed and disjoint.
+    np.testing.assert_array_equal(test, data.load(cfg, "test"))
+    flat_train = {x.tobytes() for x in train}
+    assert not any(x.tobytes() in flat_train for x in test)
+
+
+def test_npz_and_folder(tmp_path):
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (20, 12, 12, 3), dtype=np.uint8)
+    np.savez(tmp_path / "x.npz", images=images)
+    cfg = data.DataConfig(str(tmp_path / "x.npz"), image_size=8, channels=1)
+    train, test = data.load(cfg, "train"), data.load(cfg, "test")
+    assert train.shape == (18, 8, 8, 1) and test.shape == (2, 8, 8, 1)
+    folder = tmp_path / "imgs"
+    folder.mkdir()
+    for i, im in enumerate(images[:10]):
+        Image.fromarray(im).save(folder / f"{i}.png")
+    (folder / "notes.txt").write_text("not an image")
+    got = data.load(data.DataConfig(str(folder), image_size=12, channels=3), "train")
+    assert got.shape == (9, 12, 12, 3)
+    assert any(np.allclose(got[0], im / 255.0, atol=1e-6) for im in images[:10])
+
+
+def test_tfds_by_name_without_network():
+    with tfds.testing.mock_data(num_examples=6):
+        x = data.load(data.DataConfig("tfds:mnist", image_size=16, channels=1), "test")
+    assert x.shape == (6, 16, 16, 1) and x.dtype == np.float32
+    assert 0 <= x.min() and x.max() <= 1
+
+
+@pytest.mark.parametrize("name,match", [("imagenet_of_dreams", "unknown dataset"),
+                                        ("missing.npz", "no such")])
+def test_bad_dataset(name, match):
+    with pytest.raises(ValueError, match=match):
+        data.load(data.DataConfig(name), "train")
+
+
+def test_empty_folder(tmp_path):
+    with pytest.raises(ValueError, match="no image files"):
+        data.load(data.DataConfig(str(tmp_path)), "train")

@@ -1,0 +1,44 @@
+"""Pre-train GE1's conv autoencoder on real images and images from the workdir's G:
+
+    python -m train.ae --workdir ckpt [--steps N --code_dim 128 --fake_fraction 0.5]
+
+Needs a BEGAN in the same workdir (python -m train.began). Resumes like train.began.
+"""
+
+import argparse
+
+from gejax import checkpoint, cli, models, training
+
+
+def run(args: argparse.Namespace) -> None:
+    stored = checkpoint.read_config(args.workdir)
+    if "ae" in stored:
+        model = checkpoint.section(args.workdir, "ae", models.AEConfig)
+        train_cfg = cli.override(
+            checkpoint.section(args.workdir, "ae_train", training.AETrainConfig), args)
+        asked = cli.override(model, args)
+        if asked != model:
+            raise ValueError(f"{args.workdir} holds an autoencoder of {model}; it cannot resume "
+                             f"as {asked}. Use a new --workdir.")
+    else:
+        began = checkpoint.section(args.workdir, "began", models.BeganConfig)
+        model = cli.override(models.AEConfig(image_size=began.image_size,
+                                             channels=began.channels), args)
+        train_cfg = cli.override(training.AETrainConfig(), args)
+    if train_cfg.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {train_cfg.steps}")
+    if not 0 <= train_cfg.fake_fraction <= 1:
+        raise ValueError(f"--fake_fraction must be in [0, 1], got {train_cfg.fake_fraction}")
+    training.train_ae(args.workdir, model, train_cfg)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m train.ae", description=__doc__.split("\n")[0])
+    p.add_argument("--workdir", required=True, help="a workdir holding a trained BEGAN")
+    cli.add_dataclass_flags(p, training.AETrainConfig)
+    cli.add_dataclass_flags(p, models.AEConfig, skip=("image_size", "channels"))
+    return p
+
+
+if __name__ == "__main__":
+    cli.main(run, parser())
