@@ -22,7 +22,7 @@ import numpy as np
 from jax.tree_util import Partial
 from tqdm import tqdm
 
-from gejax import baselines, checkpoint, data, metrics, models, operators, plotting, training
+from gejax import baselines, checkpoint, data, metrics, models, operators, training
 from gejax.reconstruct import ga_measure, ge_measure, reconstruct
 
 PAPER_LASSO_M = 500

@@ -13,7 +13,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
 
-
 def image_grid(rows: Sequence[tuple[str, np.ndarray]], path: str | os.PathLike, *,
                title: str | None = None, cell: float = 0.9) -> None:
     """One labelled row per method, one column per image (the paper's Figs. 4, 8-11).

@@ -78,12 +78,11 @@ def began_init(model: models.BeganConfig, cfg: BeganTrainConfig) -> BeganState:
     kg, kd = jax.random.split(jax.random.key(cfg.seed))
     g, d = models.Generator(model), models.Discriminator(model)
     tx = _adam(cfg)
-    return BeganState(
-        g=TrainState.create(apply_fn=g.apply, params=g.init(kg, jnp.zeros((1, model.latent_dim))),
-                            tx=tx),
-        d=TrainState.create(apply_fn=d.apply, params=d.init(kd, jnp.zeros((1,) + model.image_shape)),
-                            tx=tx),
-        k=jnp.zeros((), jnp.float32))
+    g_params = g.init(kg, jnp.zeros((1, model.latent_dim)))
+    d_params = d.init(kd, jnp.zeros((1,) + model.image_shape))
+    return BeganState(g=TrainState.create(apply_fn=g.apply, params=g_params, tx=tx),
+                      d=TrainState.create(apply_fn=d.apply, params=d_params, tx=tx),
+                      k=jnp.zeros((), jnp.float32))
 
 
 def _l1(a, b):
@@ -230,8 +229,9 @@ def ae_init(model: models.AEConfig, cfg: AETrainConfig) -> TrainState:
                              tx=optax.adam(cfg.learning_rate))
 
 
-def ae_step(state: TrainState, real: jax.Array, key: jax.Array, *, g_params, began: models.BeganConfig,
-            cfg: AETrainConfig) -> tuple[TrainState, dict[str, jax.Array]]:
+def ae_step(state: TrainState, real: jax.Array, key: jax.Array, *, g_params,
+            began: models.BeganConfig, cfg: AETrainConfig
+            ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One step on a batch whose first `fake_fraction` part is replaced by G(z) (paper sec. 3)."""
     n_fake = int(round(cfg.fake_fraction * real.shape[0]))
     z = jax.random.normal(key, (n_fake, began.latent_dim))

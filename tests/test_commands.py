@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from evaluate import cs, restore
-from train import ae, began
+from train import ae
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--filters", "4", "--latent_dim", "3", "--code_dim", "6", "--image_size", "16",
