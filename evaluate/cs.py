@@ -28,12 +28,14 @@ def run(args: argparse.Namespace) -> None:
                          f"{solver.restarts}")
     out_dir = Path(args.out or f"results/cs_m{args.m}")
     nets = evaluation.load_networks(workdir)
-    x = evaluation.test_images(nets, args.num_images)
-    print(f"compressed sensing: {len(x)} test images {x.shape[1:]} of {nets.data.name}, "
-          f"m={args.m}, solver {solver}")
+    x = evaluation.eval_images(nets, args.num_images, args.split)
+    print(f"compressed sensing: {len(x)} {args.split} images {x.shape[1:]} of "
+          f"{nets.data.name}, m={args.m}, solver {solver}")
     methods, recon = evaluation.run_cs(nets, x, m=args.m, solver=solver,
-                                       methods=args.methods.split(","))
+                                       methods=args.methods.split(","),
+                                       lasso_alpha=args.lasso_alpha)
     results = evaluation.cs_results(nets, workdir, x, args.m, solver, methods)
+    results["split"] = args.split
     if args.fake_vs_real:
         encoder = "ge1" if "ge1" in nets.encoders else "ge0"
         if nets.encoders[encoder](x[0]).shape[-1] != args.m:
@@ -65,9 +67,13 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m evaluate.cs", description=__doc__.split("\n")[0])
     p.add_argument("--m", type=int, default=128, help="number of measurements")
     p.add_argument("--workdir", default=None, help="trained checkpoints (default: shipped)")
+    p.add_argument("--split", default="test", choices=("test", "train"),
+                   help="report on test; tune hyper-parameters on train")
     p.add_argument("--num_images", type=int, default=64)
     p.add_argument("--out", default=None, help="output folder (default results/cs_m<m>)")
     p.add_argument("--methods", default="lasso,lasso_m500,ga,ge0,ge1")
+    p.add_argument("--lasso_alpha", type=float, default=evaluation.LASSO_ALPHA,
+                   help="l1 weight of Lasso-DCT (chosen on the train split)")
     p.add_argument("--reg", type=float, default=None, help="lambda for GE and GA alike")
     p.add_argument("--fake_vs_real", action="store_true", help="also run the paper's Table 2")
     p.add_argument("--grid_columns", type=int, default=8)

@@ -33,13 +33,15 @@ def run(args: argparse.Namespace) -> None:
     name = args.task if args.task != "inpaint" else f"inpaint_{args.mask}"
     out_dir = Path(args.out or f"results/{name}")
     nets = evaluation.load_networks(workdir)
-    x = evaluation.test_images(nets, args.num_images)
-    print(f"{name}: {len(x)} test images {x.shape[1:]} of {nets.data.name}, solver {solver}")
+    x = evaluation.eval_images(nets, args.num_images, args.split)
+    print(f"{name}: {len(x)} {args.split} images {x.shape[1:]} of {nets.data.name}, "
+          f"solver {solver}")
     methods, recon, params = evaluation.run_restore(nets, x, task=args.task, solver=solver,
                                                     mask_kind=args.mask)
     x_dagger = params.pop("degraded_input")
     results = {"experiment": args.task, "dataset": nets.data.name,
-               "image_shape": list(x.shape[1:]), "num_images": len(x), "seed": solver.seed,
+               "image_shape": list(x.shape[1:]), "num_images": len(x), "split": args.split,
+               "seed": solver.seed,
                "task": params, "methods": methods,
                **evaluation.provenance(solver, workdir)}
 
@@ -63,6 +65,8 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--task", required=True, help="denoise, deblur, superres or inpaint")
     p.add_argument("--mask", default="block", choices=("block", "lines"), help="inpaint mask")
     p.add_argument("--workdir", default=None, help="trained checkpoints (default: shipped)")
+    p.add_argument("--split", default="test", choices=("test", "train"),
+                   help="report on test; tune hyper-parameters on train")
     p.add_argument("--num_images", type=int, default=32)
     p.add_argument("--out", default=None, help="output folder (default results/<task>)")
     p.add_argument("--reg", type=float, default=None, help="lambda for GE")
