@@ -45,7 +45,24 @@ def run(args: argparse.Namespace) -> None:
         print(f"Table 2 ({encoder}): fake MSE {table2['fake']['mse']:.5f}, real MSE "
               f"{table2['real']['mse']:.5f}, ratio {table2['ratio']:.3f}")
 
+    sweep = None
+    if args.sweep:
+        ms = [int(v) for v in args.sweep.split(",")]
+        sweep, sweep_recon = evaluation.run_sweep(nets, x, ms=ms, solver=solver,
+                                                  lasso_alpha=args.lasso_alpha)
+        results["sweep"] = sweep
+
     def figures(out: Path):
+        if sweep is not None:
+            plotting.curves({k: (v["m"], v["mse"]) for k, v in sweep.items()},
+                            out / "figure6.png",
+                            errors={k: v["mse_std"] for k, v in sweep.items()},
+                            xlabel="measurements m", ylabel="MSE per pixel ([0, 1] scale)",
+                            title=f"MSE vs m, {len(x)} {args.split} images")
+            shown = slice(0, min(args.grid_columns, len(x)))
+            rows = [("original", x[shown])] + [
+                (f"GE1 m={m}", sweep_recon[m]["ge1"][shown]) for m in ms if "ge1" in sweep_recon[m]]
+            plotting.image_grid(rows, out / "figure5.png", title="GE1 with increasing m")
         shown = slice(0, min(args.grid_columns, len(x)))
         rows = [(label, x[shown] if key is None else recon[key][shown])
                 for label, key in ROWS if key is None or key in recon]
@@ -60,7 +77,8 @@ def run(args: argparse.Namespace) -> None:
                   f"on real images {t2['real']['mse']:.5f}, ratio {t2['ratio']:.3f}\n")
     evaluation.write_outputs(out_dir, results, table, figures)
     print(table)
-    print(f"wrote {out_dir}/results.json, results.md, figure4.png")
+    print(f"wrote {out_dir}/results.json, results.md, figure4.png"
+          + (", figure5.png, figure6.png" if sweep is not None else ""))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -75,6 +93,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--lasso_alpha", type=float, default=evaluation.LASSO_ALPHA,
                    help="l1 weight of Lasso-DCT (chosen on the train split)")
     p.add_argument("--reg", type=float, default=None, help="lambda for GE and GA alike")
+    p.add_argument("--sweep", default=None,
+                   help="comma-separated m values for Figs. 5-6, e.g. 16,32,64,128,256 "
+                        "(GE1 needs an encoder per m: train.ae --name ae_m64 --code_dim 64)")
     p.add_argument("--fake_vs_real", action="store_true", help="also run the paper's Table 2")
     p.add_argument("--grid_columns", type=int, default=8)
     cli.add_dataclass_flags(p, evaluation.SolverConfig)

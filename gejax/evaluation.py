@@ -59,8 +59,21 @@ class Networks:
 
     began: models.BeganConfig
     generator: Partial
-    encoders: dict[str, Partial]  # "ge0": BEGAN D's encoder, "ge1": GE1's conv encoder
+    # "ge0": BEGAN D's encoder; "ge1": GE1's conv encoder ("ae"); "ge1_<s>": from "ae_<s>"
+    encoders: dict[str, Partial]
     data: data.DataConfig
+
+    def ge1_for(self, m: int) -> Partial | None:
+        """A GE1 encoder with m outputs, if the workdir has one."""
+        for name, encoder in sorted(self.encoders.items()):
+            if name.startswith("ge1") and self.code_dims[name] == m:
+                return encoder
+        return None
+
+    @property
+    def code_dims(self) -> dict[str, int]:
+        x = jax.ShapeDtypeStruct(self.began.image_shape, jnp.float32)
+        return {k: jax.eval_shape(e, x).shape[-1] for k, e in self.encoders.items()}
 
 
 def load_networks(workdir: str) -> Networks:
@@ -68,9 +81,9 @@ def load_networks(workdir: str) -> Networks:
         raise ValueError(f"workdir {workdir} does not exist")
     began, g_params, d_params = training.load_began(workdir)
     encoders = {"ge0": models.began_encoder_fn(d_params, began)}
-    if "ae" in checkpoint.read_config(workdir):
-        ae, ae_params = training.load_ae(workdir)
-        encoders["ge1"] = models.ae_encoder_fn(ae_params, ae)
+    for name in training.ae_names(workdir):
+        ae, ae_params = training.load_ae(workdir, name)
+        encoders["ge1" + name[2:]] = models.ae_encoder_fn(ae_params, ae)
     data_cfg = checkpoint.section(workdir, "data", data.DataConfig)
     return Networks(began, models.generator_fn(g_params, began), encoders, data_cfg)
 
@@ -148,16 +161,39 @@ def run_cs(nets: Networks, x: np.ndarray, *, m: int, solver: SolverConfig,
             y = jax.vmap(measure)(jnp.asarray(x))
             x_hat, seconds, _ = _solve(nets, measure, y, solver, solver.reg_ga, k_ga, "GA")
             record(name, x_hat, seconds, m)
-        elif name in nets.encoders:
-            measure = ge_measure(nets.encoders[name])
-            y = jax.vmap(measure)(jnp.asarray(x))
-            if y.shape[-1] != m:
-                log(f"{name:>11}  skipped: its encoder outputs {y.shape[-1]} numbers, not m={m}")
+        elif name in ("ge0", "ge1"):
+            encoder = nets.ge1_for(m) if name == "ge1" else nets.encoders["ge0"]
+            if encoder is None or nets.code_dims["ge0"] != m and name == "ge0":
+                log(f"{name:>11}  skipped: no {name} encoder with m={m} outputs in the workdir")
                 continue
+            measure = ge_measure(encoder)
+            y = jax.vmap(measure)(jnp.asarray(x))
             x_hat, seconds, _ = _solve(nets, measure, y, solver, solver.reg_ge, k_ge,
                                        name.upper())
             record(name, x_hat, seconds, m)
     return results, images
+
+
+def run_sweep(nets: Networks, x: np.ndarray, *, ms: list[int], solver: SolverConfig,
+              lasso_alpha: float = LASSO_ALPHA, log=print) -> tuple[dict, dict]:
+    """Figs. 5-6: Lasso, GA and GE1 (where the workdir has a GE1 with m outputs) per m.
+
+    Returns ({method: {"m": [...], "mse": [...], "mse_std": [...], ...}},
+             {m: {method: reconstructions}}).
+    """
+    curves: dict[str, dict[str, list]] = {}
+    images = {}
+    for m in ms:
+        log(f"m = {m}")
+        methods, recon = run_cs(nets, x, m=m, solver=solver, lasso_alpha=lasso_alpha,
+                                methods=("lasso", "ga", "ge1"), log=log)
+        images[m] = recon
+        for name, r in methods.items():
+            curve = curves.setdefault(name, {k: [] for k in ("m", "mse", "mse_std", "psnr",
+                                                             "ssim")})
+            for k in curve:
+                curve[k].append(r[k])
+    return curves, images
 
 
 def run_fake_vs_real(nets: Networks, x_real: np.ndarray, *, solver: SolverConfig,

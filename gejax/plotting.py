@@ -41,14 +41,14 @@ def image_grid(rows: Sequence[tuple[str, np.ndarray]], path: str | os.PathLike, 
     _save(fig, path)
 
 
-def curves(x: Sequence[float], series: dict[str, Sequence[float]], path: str | os.PathLike, *,
-           xlabel: str, ylabel: str, title: str | None = None, logy: bool = True,
-           errors: dict[str, Sequence[float]] | None = None) -> None:
-    """A line per method (e.g. MSE vs number of measurements m, the paper's Fig. 6)."""
+def curves(series: dict[str, tuple[Sequence[float], Sequence[float]]],
+           path: str | os.PathLike, *, xlabel: str, ylabel: str, title: str | None = None,
+           logy: bool = True, errors: dict[str, Sequence[float]] | None = None) -> None:
+    """A line per method, {name: (x, y)} (e.g. MSE vs measurements m, the paper's Fig. 6)."""
     fig, ax = plt.subplots(figsize=(5, 3.5))
-    for name, ys in series.items():
+    for name, (xs, ys) in series.items():
         err = None if errors is None else errors.get(name)
-        ax.errorbar(x, ys, yerr=err, marker="o", capsize=3, label=name)
+        ax.errorbar(xs, ys, yerr=err, marker="o", capsize=3, label=name)
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     if logy:

@@ -249,17 +249,24 @@ def ae_step(state: TrainState, real: jax.Array, key: jax.Array, *, g_params,
                                                 "real_mse": real_mse}
 
 
-def train_ae(workdir: str, model: models.AEConfig, cfg: AETrainConfig) -> TrainState:
-    """Train (or resume) GE1's autoencoder on real images and images from the workdir's G."""
+def train_ae(workdir: str, model: models.AEConfig, cfg: AETrainConfig, name: str = "ae"
+             ) -> TrainState:
+    """Train (or resume) GE1's autoencoder on real images and images from the workdir's G.
+
+    `name` ("ae", or "ae_<suffix>" for more encoders, e.g. one per m for the m sweep) is
+    both the checkpoint folder and the config section.
+    """
+    if name != "ae" and not (name.startswith("ae_") and name[3:].isidentifier()):
+        raise ValueError(f"autoencoder name must be 'ae' or 'ae_<suffix>', got {name!r}")
     data_cfg = checkpoint.section(workdir, "data", data.DataConfig)
     began, g_params, _ = load_began(workdir)
     if (model.image_size, model.channels) != (began.image_size, began.channels):
         raise ValueError(f"autoencoder images {model.image_shape} must match G's "
                          f"{began.image_shape}")
-    checkpoint.write_config(workdir, ae=model, ae_train=cfg)
+    checkpoint.write_config(workdir, **{name: model, f"{name}_train": cfg})
     images = data.load(data_cfg, "train")
     state = ae_init(model, cfg)
-    restored, start = checkpoint.restore(workdir, "ae", state)
+    restored, start = checkpoint.restore(workdir, name, state)
     if restored is not None:
         state = restored
         print(f"resuming from step {start}")
@@ -267,16 +274,22 @@ def train_ae(workdir: str, model: models.AEConfig, cfg: AETrainConfig) -> TrainS
         print(f"already trained to step {start} >= --steps {cfg.steps}; nothing to do")
         return state
     step_fn = functools.partial(ae_step, g_params=g_params, began=began, cfg=cfg)
-    return _loop(name="ae", workdir=workdir, state=state, step_fn=step_fn, images=images,
+    return _loop(name=name, workdir=workdir, state=state, step_fn=step_fn, images=images,
                  cfg=cfg, start=start, postfix_keys=("loss", "fake_mse", "real_mse"),
                  on_checkpoint=lambda s, step: None)
 
 
-def load_ae(workdir: str) -> tuple[models.AEConfig, Any]:
+def ae_names(workdir: str) -> list[str]:
+    """Names of the autoencoders trained in a workdir ("ae", "ae_m64", ...)."""
+    config = checkpoint.read_config(workdir)
+    return sorted(k for k in config if k.startswith("ae") and f"{k}_train" in config)
+
+
+def load_ae(workdir: str, name: str = "ae") -> tuple[models.AEConfig, Any]:
     """(config, params) of GE1's autoencoder from the newest checkpoint of a workdir."""
-    model = checkpoint.section(workdir, "ae", models.AEConfig)
-    cfg = checkpoint.section(workdir, "ae_train", AETrainConfig)
-    state, _ = checkpoint.restore(workdir, "ae", ae_init(model, cfg))
+    model = checkpoint.section(workdir, name, models.AEConfig)
+    cfg = checkpoint.section(workdir, f"{name}_train", AETrainConfig)
+    state, _ = checkpoint.restore(workdir, name, ae_init(model, cfg))
     if state is None:
         raise ValueError(f"{workdir} has no autoencoder checkpoint; run python -m train.ae "
                          f"--workdir {workdir}")

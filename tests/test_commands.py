@@ -40,8 +40,9 @@ def workdir(tmp_path_factory):
     again = _cli("train.began", "--workdir", w, "--steps", "4")
     assert again.returncode == 0, again.stderr
     assert "resuming from step 2" in again.stdout
-    _run(ae, "--workdir", w, "--steps", 2, "--depth", 2, "--filters", 2, "--code_dim", 6,
-         "--batch_size", 4, "--log_every", 1)
+    for name, m in (("ae", 6), ("ae_m4", 4)):
+        _run(ae, "--workdir", w, "--name", name, "--steps", 2, "--depth", 2, "--filters", 2,
+             "--code_dim", m, "--batch_size", 4, "--log_every", 1)
     return w
 
 
@@ -66,6 +67,15 @@ def test_cs_writes_every_output(workdir, tmp_path):
     assert results["fake_vs_real"]["ratio"] > 0
     assert (out / "figure4.png").stat().st_size > 1000
     assert "| ge1 |" in (out / "results.md").read_text()
+
+
+def test_cs_sweep_over_m(workdir, tmp_path):
+    _run(cs, "--workdir", workdir, "--m", 6, "--out", tmp_path, "--methods", "ga",
+         "--sweep", "4,6,8", *SOLVER)
+    sweep = json.loads((tmp_path / "results.json").read_text())["sweep"]
+    assert sweep["ga"]["m"] == [4, 6, 8] and sweep["lasso"]["m"] == [4, 6, 8]
+    assert sweep["ge1"]["m"] == [4, 6]  # GE1 encoders exist for m = 4 (ae_m4) and 6 (ae)
+    assert (tmp_path / "figure6.png").exists() and (tmp_path / "figure5.png").exists()
 
 
 @pytest.mark.parametrize("task,mask,baseline", [("denoise", "block", "bm3d"),

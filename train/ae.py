@@ -1,6 +1,7 @@
 """Pre-train GE1's conv autoencoder on real images and images from the workdir's G:
 
     python -m train.ae --workdir ckpt [--steps N --code_dim 128 --fake_fraction 0.5]
+    python -m train.ae --workdir ckpt --name ae_m64 --code_dim 64   # for the m sweep
 
 Needs a BEGAN in the same workdir (python -m train.began). Resumes like train.began.
 """
@@ -12,10 +13,10 @@ from gejax import checkpoint, cli, models, training
 
 def run(args: argparse.Namespace) -> None:
     stored = checkpoint.read_config(args.workdir)
-    if "ae" in stored:
-        model = checkpoint.section(args.workdir, "ae", models.AEConfig)
+    if args.name in stored:
+        model = checkpoint.section(args.workdir, args.name, models.AEConfig)
         train_cfg = cli.override(
-            checkpoint.section(args.workdir, "ae_train", training.AETrainConfig), args)
+            checkpoint.section(args.workdir, f"{args.name}_train", training.AETrainConfig), args)
         asked = cli.override(model, args)
         if asked != model:
             raise ValueError(f"{args.workdir} holds an autoencoder of {model}; it cannot resume "
@@ -29,12 +30,15 @@ def run(args: argparse.Namespace) -> None:
         raise ValueError(f"--steps must be >= 1, got {train_cfg.steps}")
     if not 0 <= train_cfg.fake_fraction <= 1:
         raise ValueError(f"--fake_fraction must be in [0, 1], got {train_cfg.fake_fraction}")
-    training.train_ae(args.workdir, model, train_cfg)
+    training.train_ae(args.workdir, model, train_cfg, name=args.name)
 
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m train.ae", description=__doc__.split("\n")[0])
     p.add_argument("--workdir", required=True, help="a workdir holding a trained BEGAN")
+    p.add_argument("--name", default="ae",
+                   help="'ae' (GE1 of evaluate.cs) or 'ae_<suffix>' for more encoders, e.g. "
+                        "one per m for evaluate.cs --sweep")
     cli.add_dataclass_flags(p, training.AETrainConfig)
     cli.add_dataclass_flags(p, models.AEConfig, skip=("image_size", "channels"))
     return p
