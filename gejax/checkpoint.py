@@ -3,8 +3,8 @@
     workdir/
       config.json      {"data": DataConfig, "began": BeganConfig, "began_train": {...},
                         "ae": AEConfig, "ae_train": {...}}
-      began/<step>/    Orbax checkpoints of the BEGAN state (G, D, k_t)
-      ae/<step>/       Orbax checkpoints of GE1's autoencoder
+      began/<step>/    Orbax checkpoints: "state" (G, D, optimisers, k_t) and "params"
+      ae/<step>/       the same for GE1's autoencoder (ae_<suffix>/ for more encoders)
       samples/         PNG grids of G(z) for fixed z at each BEGAN checkpoint
       tb/              TensorBoard scalars
 
@@ -77,14 +77,29 @@ def manager(workdir: str | os.PathLike, name: str, *, max_to_keep: int = 2
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
 
 
-def restore(workdir: str | os.PathLike, name: str, target):
-    """(state, step) of the newest checkpoint in `workdir/name`, shaped like `target`.
+def save(mngr: ocp.CheckpointManager, step: int, state, params) -> None:
+    """Save the full training `state` and, as a separate item, just its `params`.
 
+    Evaluation restores only "params", so a shipped checkpoint can drop "state" (the
+    optimiser moments, 2/3 of the bytes) and still load.
+    """
+    mngr.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(state),
+                                            params=ocp.args.StandardSave(params)))
+
+
+def restore(workdir: str | os.PathLike, name: str, target, item: str = "state"):
+    """(tree, step) of the newest checkpoint in `workdir/name`, shaped like `target`.
+
+    `item` is "state" (to resume training) or "params" (to evaluate).
     Returns (None, 0) when there is no checkpoint yet.
     """
     with manager(workdir, name) as mngr:
         step = mngr.latest_step()
         if step is None:
             return None, 0
-        state = mngr.restore(step, args=ocp.args.StandardRestore(target))
-    return state, step
+        if not Path(mngr.directory, str(step), item).is_dir():
+            raise ValueError(f"checkpoint {Path(mngr.directory, str(step))} has no '{item}' "
+                             "(a shipped checkpoint holds parameters only and cannot resume)")
+        restored = mngr.restore(step, args=ocp.args.Composite(
+            **{item: ocp.args.StandardRestore(target)}))
+    return restored[item], step

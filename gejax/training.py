@@ -19,7 +19,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from flax.training.train_state import TrainState
 from tqdm import tqdm
 
@@ -136,7 +135,7 @@ class DivergedError(RuntimeError):
 
 
 def _loop(*, name: str, workdir: str, state, step_fn, images: np.ndarray, cfg, on_checkpoint,
-          postfix_keys: tuple[str, ...], start: int) -> Any:
+          params_of, postfix_keys: tuple[str, ...], start: int) -> Any:
     """The shared loop: jitted steps, progress bar, TensorBoard, atomic Orbax checkpoints."""
     from tensorboardX import SummaryWriter
 
@@ -161,7 +160,7 @@ def _loop(*, name: str, workdir: str, state, step_fn, images: np.ndarray, cfg, o
                 bar.set_postfix({k: f"{values[k]:.4f}" for k in postfix_keys})
             bar.update(1)
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-                mngr.save(done, args=ocp.args.StandardSave(state))
+                checkpoint.save(mngr, done, state, params_of(state))
                 on_checkpoint(state, done)
         mngr.wait_until_finished()
     finally:
@@ -203,20 +202,26 @@ def train_began(workdir: str, data_cfg: data.DataConfig, model: models.BeganConf
     t0 = time.time()
     state = _loop(name="began", workdir=workdir, state=state, step_fn=step_fn, images=images,
                   cfg=cfg, start=start, postfix_keys=("M", "k", "l_real", "l_fake"),
+                  params_of=_began_params,
                   on_checkpoint=lambda s, step: save_samples(workdir, s.g.params, model, step))
     print(f"trained BEGAN steps {start}..{cfg.steps} in {time.time() - t0:.0f}s")
     return state
+
+
+def _began_params(state: BeganState) -> dict:
+    return {"g": state.g.params, "d": state.d.params}
 
 
 def load_began(workdir: str) -> tuple[models.BeganConfig, Any, Any]:
     """(config, G params, D params) from the newest BEGAN checkpoint of a workdir."""
     model = checkpoint.section(workdir, "began", models.BeganConfig)
     cfg = checkpoint.section(workdir, "began_train", BeganTrainConfig)
-    state, step = checkpoint.restore(workdir, "began", began_init(model, cfg))
-    if state is None:
+    target = jax.eval_shape(lambda: _began_params(began_init(model, cfg)))
+    params, _ = checkpoint.restore(workdir, "began", target, item="params")
+    if params is None:
         raise ValueError(f"{workdir} has no BEGAN checkpoint; run python -m train.began "
                          f"--workdir {workdir}")
-    return model, state.g.params, state.d.params
+    return model, params["g"], params["d"]
 
 
 # GE1's conv autoencoder.
@@ -276,6 +281,7 @@ def train_ae(workdir: str, model: models.AEConfig, cfg: AETrainConfig, name: str
     step_fn = functools.partial(ae_step, g_params=g_params, began=began, cfg=cfg)
     return _loop(name=name, workdir=workdir, state=state, step_fn=step_fn, images=images,
                  cfg=cfg, start=start, postfix_keys=("loss", "fake_mse", "real_mse"),
+                 params_of=lambda s: s.params,
                  on_checkpoint=lambda s, step: None)
 
 
@@ -289,8 +295,9 @@ def load_ae(workdir: str, name: str = "ae") -> tuple[models.AEConfig, Any]:
     """(config, params) of GE1's autoencoder from the newest checkpoint of a workdir."""
     model = checkpoint.section(workdir, name, models.AEConfig)
     cfg = checkpoint.section(workdir, f"{name}_train", AETrainConfig)
-    state, _ = checkpoint.restore(workdir, name, ae_init(model, cfg))
-    if state is None:
+    target = jax.eval_shape(lambda: ae_init(model, cfg).params)
+    params, _ = checkpoint.restore(workdir, name, target, item="params")
+    if params is None:
         raise ValueError(f"{workdir} has no autoencoder checkpoint; run python -m train.ae "
                          f"--workdir {workdir}")
-    return model, state.params
+    return model, params

@@ -77,3 +77,15 @@ def test_autoencoder_needs_a_began(tmp_path):
     with pytest.raises(ValueError, match="began"):
         training.train_ae(str(tmp_path), models.AEConfig(image_size=8, depth=2),
                           training.AETrainConfig(steps=1))
+
+
+def test_params_only_checkpoint_loads_for_evaluation_but_cannot_resume(tmp_path, npz):
+    import shutil
+
+    state = training.train_began(str(tmp_path), npz, MODEL, _cfg(2))
+    shutil.rmtree(tmp_path / "began" / "2" / "state")  # what the shipped default keeps
+    _, g_params, d_params = training.load_began(str(tmp_path))
+    for a, b in zip(_leaves(state.g.params), _leaves(g_params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="cannot resume"):
+        training.train_began(str(tmp_path), npz, MODEL, _cfg(4))
