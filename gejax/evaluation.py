@@ -42,14 +42,16 @@ class SolverConfig:
     """Adam on z from the paper: lr 0.1, 500 steps, 2 random starts.
 
     `reg_ge` and `reg_ga` are lambda for the two objectives, whose residuals have very
-    different scales (m encoder outputs vs m Gaussian projections of H*W*C pixels).
+    different scales (m encoder outputs vs m Gaussian projections of H*W*C pixels). The
+    defaults were the best of {0, 1e-3, 1e-2, 0.1} and {0.01, 0.1, 1, 10} on 16 *train*
+    images of the embedded default at m = 128 (the MSE moved by < 15% over the range).
     """
 
     steps: int = 500
     restarts: int = 2
     learning_rate: float = 0.1
     reg_ge: float = 1e-3
-    reg_ga: float = 1e-1
+    reg_ga: float = 1.0
     seed: int = 0
 
 

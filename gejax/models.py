@@ -105,8 +105,12 @@ def began_celeba128() -> BeganConfig:
 
 
 def began_mnist32() -> BeganConfig:
-    """The embedded default: 32x32x1 MNIST digits, small enough to train on a laptop CPU."""
-    return BeganConfig(image_size=32, channels=1, filters=32, latent_dim=32, code_dim=128)
+    """The embedded default: 32x32x1 MNIST digits, small enough to train on a laptop CPU.
+
+    f = 16 trains at ~10 steps/s on 2 CPU cores; code_dim = 128 makes GE0's m the
+    paper's 128.
+    """
+    return BeganConfig(image_size=32, channels=1, filters=16, latent_dim=32, code_dim=128)
 
 
 def ae_paper(image_size: int = 64, channels: int = 3, code_dim: int = 128) -> AEConfig:

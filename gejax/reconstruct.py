@@ -144,6 +144,7 @@ def _solve_chunked(generator, measure, y, key, learning_rate, reg, *, latent_dim
         z, opt_state = _chunk(generator, measure, y, z, opt_state, reg, num_steps=n)
         done += n
         if progress is not None:
+            z.block_until_ready()  # report finished steps, not steps queued by async dispatch
             progress(n)
     return _finish_jit(generator, measure, y, z, reg)
 

@@ -10,16 +10,19 @@ import dataclasses
 
 from gejax import checkpoint, cli, data, models, training
 
+# preset -> (networks, data, training defaults)
 PRESETS = {
-    "mnist32": (models.began_mnist32, data.DataConfig("mnist", 32, 1)),
-    "celeba64": (models.began_celeba64, data.DataConfig("tfds:celeb_a", 64, 3)),
-    "celeba128": (models.began_celeba128, data.DataConfig("tfds:celeb_a", 128, 3)),
+    "mnist32": (models.began_mnist32, data.DataConfig("mnist", 32, 1),
+                training.BeganTrainConfig),
+    "celeba64": (models.began_celeba64, data.DataConfig("tfds:celeb_a", 64, 3),
+                 training.began_paper),
+    "celeba128": (models.began_celeba128, data.DataConfig("tfds:celeb_a", 128, 3),
+                  training.began_paper),
 }
 
 
 def run(args: argparse.Namespace) -> None:
     stored = checkpoint.read_config(args.workdir)
-    train_cfg = cli.override(training.BeganTrainConfig(), args)
     if "began" in stored:  # resuming: the networks and data are those of the first run
         model = checkpoint.section(args.workdir, "began", models.BeganConfig)
         data_cfg = checkpoint.section(args.workdir, "data", data.DataConfig)
@@ -30,7 +33,8 @@ def run(args: argparse.Namespace) -> None:
             raise ValueError(f"{args.workdir} holds a BEGAN of {model}; it cannot resume as "
                              f"{asked}. Use a new --workdir.")
     else:
-        make_model, data_cfg = PRESETS[args.preset]
+        make_model, data_cfg, make_train = PRESETS[args.preset]
+        train_cfg = cli.override(make_train(), args)
         if args.dataset:
             data_cfg = data.DataConfig(args.dataset, data_cfg.image_size, data_cfg.channels,
                                        args.tfds_dir)
