@@ -64,8 +64,9 @@ def _split(images: np.ndarray, split: str) -> np.ndarray:
     """A fixed, seeded split: shuffle once, the last TEST_FRACTION is the test set."""
     order = np.random.default_rng(SPLIT_SEED).permutation(len(images))
     n_test = max(1, int(round(TEST_FRACTION * len(images))))
-    idx = order[-n_test:] if split == "test" else order[:-n_test]
-    return images[np.sort(idx)] if split == "test" else images[idx]
+    # Keep the shuffled order: the first N test images are then a random draw, not the
+    # lowest labels of a label-sorted file.
+    return images[order[-n_test:] if split == "test" else order[:-n_test]]
 
 
 def _mnist_default() -> np.ndarray:

