@@ -333,7 +333,10 @@ def run_restore(nets: Networks, x: np.ndarray, *, task: str, solver: SolverConfi
         t0 = time.perf_counter()
         x_hat = baseline(x_dagger)
         record(name, x_hat, time.perf_counter() - t0)
-    for name, encoder in nets.encoders.items():
+    for name in ("ge0", "ge1"):
+        encoder = nets.encoders.get(name)
+        if encoder is None:
+            continue
         measure = ge_measure(encoder, s)
         y = jax.vmap(encoder)(jnp.asarray(x_dagger))  # EN(x_dagger), paper eq. 6
         x_hat, seconds, _ = _solve(nets, measure, y, solver, solver.reg_ge, k_solve,

@@ -174,14 +174,8 @@ class Generator(nn.Module):
         return BeganDecoder(self.config, name="decoder")(z)
 
 
-class Discriminator(nn.Module):
-    """BEGAN's D, an autoencoder: image -> code (`encode`) -> image (`decode`)."""
-
-    config: BeganConfig
-
-    def setup(self):
-        self.encoder = BeganEncoder(self.config)
-        self.decoder = BeganDecoder(self.config)
+class _Autoencoder(nn.Module):
+    """encode / decode / __call__ shared by D and GE1's autoencoder; subclasses set them up."""
 
     def encode(self, x: jax.Array) -> jax.Array:
         return self.encoder(x)
@@ -191,6 +185,16 @@ class Discriminator(nn.Module):
 
     def __call__(self, x: jax.Array) -> jax.Array:
         return self.decode(self.encode(x))
+
+
+class Discriminator(_Autoencoder):
+    """BEGAN's D, an autoencoder: image -> code (`encode`) -> image (`decode`)."""
+
+    config: BeganConfig
+
+    def setup(self):
+        self.encoder = BeganEncoder(self.config)
+        self.decoder = BeganDecoder(self.config)
 
 
 class ConvEncoder(nn.Module):
@@ -222,7 +226,7 @@ class ConvDecoder(nn.Module):
         return _conv(cfg.channels)(x)
 
 
-class ConvAutoencoder(nn.Module):
+class ConvAutoencoder(_Autoencoder):
     """GE1's autoencoder with `encode` and `decode` methods."""
 
     config: AEConfig
@@ -230,15 +234,6 @@ class ConvAutoencoder(nn.Module):
     def setup(self):
         self.encoder = ConvEncoder(self.config)
         self.decoder = ConvDecoder(self.config)
-
-    def encode(self, x: jax.Array) -> jax.Array:
-        return self.encoder(x)
-
-    def decode(self, h: jax.Array) -> jax.Array:
-        return self.decoder(h)
-
-    def __call__(self, x: jax.Array) -> jax.Array:
-        return self.decode(self.encode(x))
 
 
 # Per-example pure callables for the solver: `Partial(apply, params)` keeps `apply` static

@@ -10,7 +10,8 @@ def test_shipped_checkpoints_load_and_match_the_presets():
     nets = evaluation.load_networks(evaluation.default_workdir())
     assert nets.began == models.began_mnist32()
     assert nets.data == data.DataConfig()
-    assert nets.code_dims == {"ge0": 128, "ge1": 128}
+    assert nets.code_dims == {"ge0": 128, "ge1": 128, "ge1_m32": 32, "ge1_m64": 64,
+                              "ge1_m256": 256}
     z = jax.random.normal(jax.random.key(0), (8, nets.began.latent_dim))
     x = np.asarray(jax.vmap(nets.generator)(z))
     assert x.shape == (8, 32, 32, 1) and np.isfinite(x).all()
