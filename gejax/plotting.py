@@ -37,7 +37,8 @@ def image_grid(rows: Sequence[tuple[str, np.ndarray]], path: str | os.PathLike, 
         axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout(pad=0.2)
+    # Leave the title a strip of its own above the top row.
+    fig.tight_layout(pad=0.2, rect=(0, 0, 1, 1 - 0.3 / fig.get_figheight() if title else 1))
     _save(fig, path)
 
 
