@@ -30,6 +30,7 @@ PAPER_LASSO_M = 500
 # scikit-learn's ||.||^2 / 2m) it zeroes every coefficient. 1e-4 was the best of
 # {3e-3, 1e-3, 3e-4, 1e-4} on 16 *train* images at m = 500 (3e-5 was 10% better, 3x slower).
 LASSO_ALPHA = 1e-4
+CS_METHODS = ("lasso", "lasso_m500", "ga", "ge0", "ge1")
 
 
 def default_workdir() -> str:
@@ -65,14 +66,14 @@ class Networks:
     encoders: dict[str, Partial]
     data: data.DataConfig
 
-    def ge1_for(self, m: int) -> Partial | None:
-        """A GE1 encoder with m outputs, if the workdir has one."""
+    def encoder_for(self, method: str, m: int) -> Partial | None:
+        """The `method` ("ge0" or "ge1") encoder with m outputs, if the workdir has one."""
         for name, encoder in sorted(self.encoders.items()):
-            if name.startswith("ge1") and self.code_dims[name] == m:
+            if name.startswith(method) and self.code_dims[name] == m:
                 return encoder
         return None
 
-    @property
+    @functools.cached_property
     def code_dims(self) -> dict[str, int]:
         x = jax.ShapeDtypeStruct(self.began.image_shape, jnp.float32)
         return {k: jax.eval_shape(e, x).shape[-1] for k, e in self.encoders.items()}
@@ -100,14 +101,14 @@ def summarize(x_hat: np.ndarray, x: np.ndarray, seconds: float, **extra) -> dict
 
 
 def _solve(nets: Networks, measure, y, solver: SolverConfig, reg: float, key, desc: str):
-    """reconstruct with a progress bar; returns (x_hat, seconds, objective per restart)."""
+    """reconstruct with a progress bar; returns (x_hat (N, H, W, C), seconds)."""
     t0 = time.perf_counter()
     with tqdm(total=solver.steps, desc=desc, unit="step", leave=False) as bar:
         out = reconstruct(nets.generator, measure, y, key=key, latent_dim=nets.began.latent_dim,
                           num_restarts=solver.restarts, steps=solver.steps,
                           learning_rate=solver.learning_rate, reg=reg, progress=bar.update)
         x_hat = np.asarray(out.x_hat)
-    return x_hat, time.perf_counter() - t0, out
+    return x_hat, time.perf_counter() - t0
 
 
 def provenance(solver: SolverConfig, workdir: str) -> dict:
@@ -129,11 +130,14 @@ def eval_images(nets: Networks, num_images: int, split: str = "test") -> np.ndar
 
 def run_cs(nets: Networks, x: np.ndarray, *, m: int, solver: SolverConfig,
            lasso_alpha: float = LASSO_ALPHA,
-           methods=("lasso", "lasso_m500", "ga", "ge0", "ge1"), log=print) -> tuple[dict, dict]:
+           methods=CS_METHODS, log=print) -> tuple[dict, dict]:
     """Compressed sensing of x (N, H, W, C) from m measurements by every method.
 
     Returns (results dict of DESIGN.md, {method: reconstructions}).
     """
+    unknown = set(methods) - set(CS_METHODS)
+    if unknown:
+        raise ValueError(f"unknown methods {sorted(unknown)}: use {', '.join(CS_METHODS)}")
     n_pixels = int(np.prod(x.shape[1:]))
     if not 0 < m <= n_pixels:
         raise ValueError(f"m must be in [1, {n_pixels}] (the number of pixels), got {m}")
@@ -161,16 +165,16 @@ def run_cs(nets: Networks, x: np.ndarray, *, m: int, solver: SolverConfig,
         elif name == "ga":
             measure = ga_measure(a)
             y = jax.vmap(measure)(jnp.asarray(x))
-            x_hat, seconds, _ = _solve(nets, measure, y, solver, solver.reg_ga, k_ga, "GA")
+            x_hat, seconds = _solve(nets, measure, y, solver, solver.reg_ga, k_ga, "GA")
             record(name, x_hat, seconds, m)
-        elif name in ("ge0", "ge1"):
-            encoder = nets.ge1_for(m) if name == "ge1" else nets.encoders["ge0"]
-            if encoder is None or nets.code_dims["ge0"] != m and name == "ge0":
+        else:
+            encoder = nets.encoder_for(name, m)
+            if encoder is None:
                 log(f"{name:>11}  skipped: no {name} encoder with m={m} outputs in the workdir")
                 continue
             measure = ge_measure(encoder)
             y = jax.vmap(measure)(jnp.asarray(x))
-            x_hat, seconds, _ = _solve(nets, measure, y, solver, solver.reg_ge, k_ge,
+            x_hat, seconds = _solve(nets, measure, y, solver, solver.reg_ge, k_ge,
                                        name.upper())
             record(name, x_hat, seconds, m)
     return results, images
@@ -198,18 +202,25 @@ def run_sweep(nets: Networks, x: np.ndarray, *, ms: list[int], solver: SolverCon
     return curves, images
 
 
-def run_fake_vs_real(nets: Networks, x_real: np.ndarray, *, solver: SolverConfig,
-                     encoder: str = "ge0") -> dict:
-    """Table 2: the same GE on images made by G (systematic error only) and on real images."""
+def run_fake_vs_real(nets: Networks, x_real: np.ndarray, *, m: int, solver: SolverConfig
+                     ) -> dict:
+    """Table 2: the same GE on images made by G (systematic error only) and on real images.
+
+    Uses GE1 with m outputs if the workdir has one, else GE0.
+    """
+    method = "ge1" if nets.encoder_for("ge1", m) is not None else "ge0"
+    encoder = nets.encoder_for(method, m)
+    if encoder is None:
+        raise ValueError(f"the fake-vs-real split needs a GE0 or GE1 encoder with m={m} outputs")
     key = jax.random.key(solver.seed + 1)
     z = jax.random.normal(key, (len(x_real), nets.began.latent_dim))
     x_fake = np.clip(np.asarray(jax.vmap(nets.generator)(z)), 0, 1)
-    measure = ge_measure(nets.encoders[encoder])
-    out = {}
+    measure = ge_measure(encoder)
+    out = {"encoder": method}
     for name, x in (("fake", x_fake), ("real", x_real)):
         y = jax.vmap(measure)(jnp.asarray(x))
-        x_hat, seconds, _ = _solve(nets, measure, y, solver, solver.reg_ge,
-                                   jax.random.fold_in(key, 7), f"{encoder} {name}")
+        x_hat, seconds = _solve(nets, measure, y, solver, solver.reg_ge,
+                                jax.random.fold_in(key, 7), f"{method} {name}")
         out[name] = summarize(x_hat, x, seconds)
     out["ratio"] = out["fake"]["mse"] / out["real"]["mse"]
     return out
@@ -339,7 +350,7 @@ def run_restore(nets: Networks, x: np.ndarray, *, task: str, solver: SolverConfi
             continue
         measure = ge_measure(encoder, s)
         y = jax.vmap(encoder)(jnp.asarray(x_dagger))  # EN(x_dagger), paper eq. 6
-        x_hat, seconds, _ = _solve(nets, measure, y, solver, solver.reg_ge, k_solve,
+        x_hat, seconds = _solve(nets, measure, y, solver, solver.reg_ge, k_solve,
                                    name.upper())
         record(name, x_hat, seconds)
     params = {k: v for k, v in params.items() if k != "mask_array"}
