@@ -7,6 +7,8 @@ import dataclasses
 import sys
 from collections.abc import Callable
 
+from gejax.training import DivergedError
+
 
 def add_dataclass_flags(parser: argparse.ArgumentParser, cls, *, skip=()) -> None:
     """One `--field` flag per field of the config dataclass `cls`, default None (= keep)."""
@@ -27,12 +29,12 @@ def override(config, args: argparse.Namespace):
 
 
 def main(run: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser) -> None:
-    """Parse flags and run; a ValueError/FileNotFoundError exits 2 with its message only."""
+    """Parse flags and run; a user mistake or a diverged run exits 2 with its message only."""
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
     args = parser.parse_args()
     try:
         run(args)
-    except (ValueError, FileNotFoundError, OSError) as e:
+    except (ValueError, OSError, DivergedError) as e:
         if args.debug:
             raise
         print(f"{parser.prog}: error: {e}", file=sys.stderr)

@@ -140,6 +140,10 @@ def batch_indices(step: int, num_examples: int, batch_size: int, seed: int) -> n
     return order[i * batch_size:(i + 1) * batch_size]
 
 
+def _all_finite(tree) -> bool:
+    return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree_util.tree_leaves(tree))
+
+
 class DivergedError(RuntimeError):
     """Training produced a non-finite loss; the last good checkpoint is kept."""
 
@@ -170,6 +174,12 @@ def _loop(*, name: str, workdir: str, state, step_fn, images: np.ndarray, cfg, o
                 bar.set_postfix({k: f"{values[k]:.4f}" for k in postfix_keys})
             bar.update(1)
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                # A step's loss is computed before its update, so NaN parameters can
+                # precede the first NaN loss: never let them into a checkpoint.
+                if not _all_finite(params_of(state)):
+                    raise DivergedError(
+                        f"{name}: non-finite parameters after step {done}; the last good "
+                        f"checkpoint in {Path(workdir, name)} is kept")
                 checkpoint.save(mngr, done, state, params_of(state))
                 on_checkpoint(state, done)
         mngr.wait_until_finished()

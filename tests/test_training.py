@@ -89,3 +89,18 @@ def test_params_only_checkpoint_loads_for_evaluation_but_cannot_resume(tmp_path,
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="cannot resume"):
         training.train_began(str(tmp_path), npz, MODEL, _cfg(4))
+
+
+@pytest.mark.parametrize("log_every,checkpoint_every,match", [
+    (1, 2, "non-finite loss at step 4"),  # caught by the loss of the step after the bad update
+    (4, 1, "non-finite parameters after step 3"),  # caught before a checkpoint is written
+])
+def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, npz, log_every,
+                                                              checkpoint_every, match):
+    training.train_began(str(tmp_path), npz, MODEL, _cfg(2))
+    bad = training.BeganTrainConfig(steps=6, batch_size=4, checkpoint_every=checkpoint_every,
+                                    log_every=log_every, learning_rate=float("inf"))
+    with pytest.raises(training.DivergedError, match=match):
+        training.train_began(str(tmp_path), npz, MODEL, bad)
+    _, step = checkpoint.restore(tmp_path, "began", training.began_init(MODEL, bad))
+    assert step == 2
