@@ -107,20 +107,20 @@ def began_step(state: BeganState, real: jax.Array, key: jax.Array, *, model: mod
     M = L(x) + |gamma L(x) - L(G(z))| is BEGAN's convergence measure.
     """
     z = jax.random.normal(key, (real.shape[0], model.latent_dim))
-    fake = state.g.apply_fn(state.g.params, z)
+    # One forward pass of G serves both losses; vjp carries G's gradient back from G(z).
+    fake, g_vjp = jax.vjp(lambda g_params: state.g.apply_fn(g_params, z), state.g.params)
 
     def d_loss(d_params):
         l_real = _l1(state.d.apply_fn(d_params, real), real)
-        sg_fake = jax.lax.stop_gradient(fake)
-        l_fake = _l1(state.d.apply_fn(d_params, sg_fake), sg_fake)
+        l_fake = _l1(state.d.apply_fn(d_params, fake), fake)
         return l_real - state.k * l_fake, (l_real, l_fake)
 
-    def g_loss(g_params):
-        x = state.g.apply_fn(g_params, z)
+    def g_loss(x):
         return _l1(state.d.apply_fn(state.d.params, x), x)
 
     (d_total, (l_real, l_fake)), d_grads = jax.value_and_grad(d_loss, has_aux=True)(state.d.params)
-    g_total, g_grads = jax.value_and_grad(g_loss)(state.g.params)
+    g_total, grad_fake = jax.value_and_grad(g_loss)(fake)
+    (g_grads,) = g_vjp(grad_fake)
     balance = cfg.gamma * l_real - l_fake
     new = BeganState(g=state.g.apply_gradients(grads=g_grads),
                      d=state.d.apply_gradients(grads=d_grads),
