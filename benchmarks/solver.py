@@ -1,6 +1,6 @@
 """Solver throughput on the embedded-default networks, beside a same-run f32 matmul.
 
-    python benchmarks/solver.py [--images 64 --restarts 2 --steps 50]
+    python benchmarks/solver.py [--preset mnist32 --images 64 --restarts 2 --steps 50]
 
 Prints, for each loop strategy of `gejax.reconstruct`, the throughput in
 images*restarts*steps per second and the FLOP/s it reaches as a fraction of the
@@ -53,6 +53,8 @@ def step_flops(generator, measure, y, latent_dim, restarts) -> float:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="mnist32",
+                        help="began_<preset> networks (random weights): mnist32, celeba64, ...")
     parser.add_argument("--images", type=int, default=64)
     parser.add_argument("--restarts", type=int, default=2)
     parser.add_argument("--steps", type=int, default=50)
@@ -60,7 +62,7 @@ def main():
     parser.add_argument("--loops", default="chunked,scan")
     args = parser.parse_args()
 
-    cfg = models.began_mnist32()
+    cfg = getattr(models, f"began_{args.preset}")()
     key = jax.random.key(0)
     gp = models.Generator(cfg).init(key, jnp.zeros((cfg.latent_dim,)))
     dp = models.Discriminator(cfg).init(key, jnp.zeros(cfg.image_shape))

@@ -20,6 +20,7 @@ import os
 import tempfile
 from pathlib import Path
 
+import jax
 import orbax.checkpoint as ocp
 
 CONFIG_FILE = "config.json"
@@ -93,9 +94,15 @@ def save(mngr: ocp.CheckpointManager, step: int, state, params) -> None:
 def restore(workdir: str | os.PathLike, name: str, target, item: str = "state"):
     """(tree, step) of the newest checkpoint in `workdir/name`, shaped like `target`.
 
-    `item` is "state" (to resume training) or "params" (to evaluate).
+    `item` is "state" (to resume training) or "params" (to evaluate). Abstract leaves of
+    `target` (from jax.eval_shape) are restored onto this process's first device, whatever
+    the device count that saved them; callers replicate or shard from there.
     Returns (None, 0) when there is no checkpoint yet.
     """
+    device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    target = jax.tree_util.tree_map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=device)
+        if isinstance(x, jax.ShapeDtypeStruct) else x, target)
     with manager(workdir, name) as mngr:
         step = mngr.latest_step()
         if step is None:

@@ -7,6 +7,7 @@ import dataclasses
 import sys
 from collections.abc import Callable
 
+from gejax import parallel
 from gejax.training import DivergedError
 
 
@@ -31,8 +32,19 @@ def override(config, args: argparse.Namespace):
 def main(run: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser) -> None:
     """Parse flags and run; a user mistake or a diverged run exits 2 with its message only."""
     parser.add_argument("--debug", action="store_true", help="show full tracebacks")
+    multi = parser.add_argument_group(
+        "multi-host (run the same command on every host; see README)")
+    multi.add_argument("--distributed", action="store_true",
+                       help="join a multi-host run (jax.distributed.initialize); without the "
+                            "three flags below, SLURM / Open MPI / Cloud TPU are auto-detected")
+    multi.add_argument("--coordinator_address", default=None, help="host:port of process 0")
+    multi.add_argument("--num_processes", type=int, default=None)
+    multi.add_argument("--process_id", type=int, default=None)
     args = parser.parse_args()
     try:
+        given = (args.coordinator_address, args.num_processes, args.process_id)
+        if args.distributed or any(v is not None for v in given):
+            parallel.initialize(*given)
         run(args)
     except (ValueError, OSError, DivergedError) as e:
         if args.debug:

@@ -22,7 +22,7 @@ import numpy as np
 from jax.tree_util import Partial
 from tqdm import tqdm
 
-from gejax import baselines, checkpoint, data, metrics, models, operators, training
+from gejax import baselines, checkpoint, data, metrics, models, operators, parallel, training
 from gejax.reconstruct import ga_measure, ge_measure, reconstruct
 
 PAPER_LASSO_M = 500
@@ -101,13 +101,15 @@ def summarize(x_hat: np.ndarray, x: np.ndarray, seconds: float, **extra) -> dict
 
 
 def _solve(nets: Networks, measure, y, solver: SolverConfig, reg: float, key, desc: str):
-    """reconstruct with a progress bar; returns (x_hat (N, H, W, C), seconds)."""
+    """reconstruct on all devices, with a progress bar; returns (x_hat (N, H, W, C), seconds)."""
     t0 = time.perf_counter()
-    with tqdm(total=solver.steps, desc=desc, unit="step", leave=False) as bar:
+    with tqdm(total=solver.steps, desc=desc, unit="step", leave=False,
+              disable=not parallel.is_primary()) as bar:
         out = reconstruct(nets.generator, measure, y, key=key, latent_dim=nets.began.latent_dim,
                           num_restarts=solver.restarts, steps=solver.steps,
-                          learning_rate=solver.learning_rate, reg=reg, progress=bar.update)
-        x_hat = np.asarray(out.x_hat)
+                          learning_rate=solver.learning_rate, reg=reg, progress=bar.update,
+                          mesh=parallel.default_mesh())
+        x_hat = parallel.to_host(out.x_hat)
     return x_hat, time.perf_counter() - t0
 
 
@@ -115,7 +117,8 @@ def provenance(solver: SolverConfig, workdir: str) -> dict:
     versions = {p: metadata.version(p) for p in ("gejax", "jax", "flax", "optax")}
     return {"workdir": str(workdir), "solver": dataclasses.asdict(solver),
             "versions": versions, "python": platform.python_version(),
-            "backend": jax.default_backend()}
+            "backend": jax.default_backend(), "devices": jax.device_count(),
+            "processes": jax.process_count()}
 
 
 def eval_images(nets: Networks, num_images: int, split: str = "test") -> np.ndarray:
@@ -228,7 +231,9 @@ def run_fake_vs_real(nets: Networks, x_real: np.ndarray, *, m: int, solver: Solv
 
 def write_outputs(out_dir: str | Path, results: dict, table: str,
                   figures: Callable[[Path], None]) -> None:
-    """results.json, results.md and the figures, each written atomically."""
+    """results.json, results.md and the figures, each written atomically (by process 0)."""
+    if not parallel.is_primary():
+        return
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     figures(out_dir)

@@ -29,6 +29,8 @@ import numpy as np
 import optax
 from jax.tree_util import Partial
 
+from gejax import parallel
+
 # Steps per compiled chunk on CPU: long enough that Python dispatch is negligible next
 # to a step (milliseconds at least), short enough to compile in seconds.
 CPU_CHUNK = 10
@@ -118,10 +120,8 @@ def _finish(generator, measure, y, z, reg):
     return Reconstruction(jax.vmap(generator)(z_best), z_best, objective, best)
 
 
-@functools.partial(jax.jit, static_argnames=("latent_dim", "num_restarts", "steps"))
-def _solve_scan(generator, measure, y, key, learning_rate, reg, *, latent_dim, num_restarts,
-                steps):
-    z, opt_state = _init(y, key, latent_dim, num_restarts, learning_rate)
+@functools.partial(jax.jit, static_argnames=("steps",))
+def _solve_scan(generator, measure, y, z, opt_state, reg, *, steps):
     z, _ = _steps(generator, measure, y, z, opt_state, reg, steps, unroll=1)
     return _finish(generator, measure, y, z, reg)
 
@@ -135,9 +135,8 @@ def _chunk(generator, measure, y, z, opt_state, reg, *, num_steps):
     return _steps(generator, measure, y, z, opt_state, reg, num_steps, unroll=num_steps)
 
 
-def _solve_chunked(generator, measure, y, key, learning_rate, reg, *, latent_dim, num_restarts,
-                   steps, chunk=CPU_CHUNK, progress=None):
-    z, opt_state = _init_jit(y, key, latent_dim, num_restarts, learning_rate)
+def _solve_chunked(generator, measure, y, z, opt_state, reg, *, steps, chunk=CPU_CHUNK,
+                   progress=None):
     done = 0
     while done < steps:
         n = min(chunk, steps - done)
@@ -147,6 +146,26 @@ def _solve_chunked(generator, measure, y, key, learning_rate, reg, *, latent_dim
             z.block_until_ready()  # report finished steps, not steps queued by async dispatch
             progress(n)
     return _finish_jit(generator, measure, y, z, reg)
+
+
+def _shard(mesh, generator, measure, y, z, opt_state):
+    """Split images (padded to a multiple of the devices) over the mesh; replicate the rest.
+
+    z is drawn before padding and padded with zeros, so every image starts from the same z
+    as on one device and the sharded result equals the unsharded one.
+    """
+    n = y.shape[0]
+    pad = -n % mesh.size
+    if pad:
+        def grow(a, fill):
+            return jnp.concatenate([a, jnp.broadcast_to(fill, (pad,) + a.shape[1:])])
+
+        y = grow(y, y[-1])  # a real measurement keeps the padded rows finite
+        z, opt_state = jax.tree_util.tree_map(
+            lambda a: grow(a, 0.0) if a.ndim and a.shape[0] == n else a, (z, opt_state))
+    generator, measure = parallel.put((generator, measure), mesh)
+    y, z, opt_state = parallel.put((y, z, opt_state), mesh, batch=y.shape[0])
+    return generator, measure, y, z, opt_state
 
 
 def _is_traced(*xs) -> bool:
@@ -196,7 +215,8 @@ def _validate(generator, measure, y, key, latent_dim, num_restarts, steps, learn
 def reconstruct(generator: Callable, measure: Callable, y: jax.typing.ArrayLike, *,
                 key: jax.Array, latent_dim: int, num_restarts: int = 2, steps: int = 500,
                 learning_rate: float = 0.1, reg: float = 1e-3, loop: str = "auto",
-                progress: Callable[[int], None] | None = None) -> Reconstruction:
+                progress: Callable[[int], None] | None = None,
+                mesh: jax.sharding.Mesh | None = None) -> Reconstruction:
     """Solve z* = argmin_z ||measure(generator(z)) - y_b||^2 + reg ||z||^2 for every y_b.
 
     Args:
@@ -213,6 +233,11 @@ def reconstruct(generator: Callable, measure: Callable, y: jax.typing.ArrayLike,
       loop: "scan" (one program, lax.scan), "chunked" (jitted unrolled chunks of steps
         called from Python; fastest on CPU) or "auto" (chunked on CPU unless traced).
       progress: optional callback given the number of steps just done (chunked only).
+      mesh: split the images over this device mesh (`gejax.parallel.batch_mesh()`; axis
+        "batch"), parameters replicated. Same result as one device. With several hosts
+        every process passes the same y and key; outputs are global arrays
+        (`gejax.parallel.to_host` gathers them). Ignored when called under the caller's
+        own jit, where the caller's shardings rule.
 
     Returns:
       A `Reconstruction`: x_hat (B, H, W, C), z (B, latent_dim), objective (B, R),
@@ -222,12 +247,26 @@ def reconstruct(generator: Callable, measure: Callable, y: jax.typing.ArrayLike,
     _validate(generator, measure, y, key, latent_dim, num_restarts, steps, learning_rate, reg)
     if loop not in ("auto", "scan", "chunked"):
         raise ValueError(f"loop must be 'auto', 'scan' or 'chunked', got {loop!r}")
+    if mesh is not None and not (isinstance(mesh, jax.sharding.Mesh)
+                                 and mesh.axis_names == (parallel.BATCH,)):
+        raise TypeError("mesh must be a 1-D jax.sharding.Mesh with axis 'batch' "
+                        f"(gejax.parallel.batch_mesh()), got {mesh!r}")
     traced = _is_traced(y, key, learning_rate, reg, generator, measure)
     if loop == "auto":
         loop = "chunked" if jax.default_backend() == "cpu" and not traced else "scan"
-    solve = _solve_chunked if loop == "chunked" else _solve_scan
-    kwargs = {"progress": progress} if loop == "chunked" else {}
-    return solve(_as_partial(generator), _as_partial(measure), y.astype(jnp.float32), key,
-                 jnp.asarray(learning_rate, jnp.float32), jnp.asarray(reg, jnp.float32),
-                 latent_dim=int(latent_dim), num_restarts=int(num_restarts), steps=int(steps),
-                 **kwargs)
+    generator, measure = _as_partial(generator), _as_partial(measure)
+    y = y.astype(jnp.float32)
+    reg = jnp.asarray(reg, jnp.float32)
+    init = _init if traced else _init_jit
+    z, opt_state = init(y, key, int(latent_dim), int(num_restarts),
+                        jnp.asarray(learning_rate, jnp.float32))
+    n = y.shape[0]
+    if mesh is not None and not traced:
+        generator, measure, y, z, opt_state = _shard(mesh, generator, measure, y, z, opt_state)
+        reg = parallel.put(reg, mesh)
+    if loop == "chunked":
+        out = _solve_chunked(generator, measure, y, z, opt_state, reg, steps=int(steps),
+                             progress=progress)
+    else:
+        out = _solve_scan(generator, measure, y, z, opt_state, reg, steps=int(steps))
+    return out if out.x_hat.shape[0] == n else Reconstruction(*(a[:n] for a in out))

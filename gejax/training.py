@@ -22,7 +22,7 @@ import optax
 from flax.training.train_state import TrainState
 from tqdm import tqdm
 
-from gejax import checkpoint, data, models, plotting
+from gejax import checkpoint, data, models, parallel, plotting
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,18 +150,37 @@ class DivergedError(RuntimeError):
 
 def _loop(*, name: str, workdir: str, state, step_fn, images: np.ndarray, cfg, on_checkpoint,
           params_of, postfix_keys: tuple[str, ...], start: int) -> Any:
-    """The shared loop: jitted steps, progress bar, TensorBoard, atomic Orbax checkpoints."""
+    """The shared loop: jitted steps, progress bar, TensorBoard, atomic Orbax checkpoints.
+
+    With several devices the batch is split over all of them (data parallel, parameters
+    replicated; `jax.jit` inserts the gradient all-reduce), and with several hosts each
+    process loads only its share of every batch. Process 0 alone logs and writes samples.
+    """
     from tensorboardX import SummaryWriter
 
-    key = jax.random.key(cfg.seed)
-    step_fn = jax.jit(step_fn, donate_argnums=0)
-    writer = SummaryWriter(str(Path(workdir, "tb", name)))
+    def train_step(state, batch, step):
+        # The key is made inside the program from the step: nothing host-specific is passed.
+        return step_fn(state, batch, jax.random.fold_in(jax.random.key(cfg.seed), step))
+
+    jitted = jax.jit(train_step, donate_argnums=0)
+    mesh = parallel.default_mesh()
+    if mesh is not None:
+        parallel.check_divisible(cfg.batch_size, mesh, "batch_size")
+        state = parallel.put(state, mesh)
+    primary = parallel.is_primary()
+    writer = SummaryWriter(str(Path(workdir, "tb", name))) if primary else None
     mngr = checkpoint.manager(workdir, name)
-    bar = tqdm(total=cfg.steps, initial=start, desc=name, unit="step", dynamic_ncols=True)
+    bar = tqdm(total=cfg.steps, initial=start, desc=name, unit="step", dynamic_ncols=True,
+               disable=not primary)
     try:
         for step in range(start, cfg.steps):
-            batch = images[batch_indices(step, len(images), cfg.batch_size, cfg.seed)]
-            state, metrics = step_fn(state, batch, jax.random.fold_in(key, step))
+            rows = batch_indices(step, len(images), cfg.batch_size, cfg.seed)
+            if mesh is None:
+                batch = images[rows]
+            else:
+                batch = parallel.shard_process_local(
+                    images[rows[parallel.process_rows(len(rows))]], mesh)
+            state, metrics = jitted(state, batch, np.int32(step))
             done = step + 1
             if done % cfg.log_every == 0 or done == cfg.steps:
                 values = {k: float(v) for k, v in metrics.items()}
@@ -169,8 +188,9 @@ def _loop(*, name: str, workdir: str, state, step_fn, images: np.ndarray, cfg, o
                     raise DivergedError(
                         f"{name}: non-finite loss at step {done} ({values}); the last good "
                         f"checkpoint in {Path(workdir, name)} is kept")
-                for k, v in values.items():
-                    writer.add_scalar(f"{name}/{k}", v, done)
+                if writer is not None:
+                    for k, v in values.items():
+                        writer.add_scalar(f"{name}/{k}", v, done)
                 bar.set_postfix({k: f"{values[k]:.4f}" for k in postfix_keys})
             bar.update(1)
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
@@ -181,11 +201,13 @@ def _loop(*, name: str, workdir: str, state, step_fn, images: np.ndarray, cfg, o
                         f"{name}: non-finite parameters after step {done}; the last good "
                         f"checkpoint in {Path(workdir, name)} is kept")
                 checkpoint.save(mngr, done, state, params_of(state))
-                on_checkpoint(state, done)
+                if primary:
+                    on_checkpoint(state, done)
         mngr.wait_until_finished()
     finally:
         bar.close()
-        writer.close()
+        if writer is not None:
+            writer.close()
         mngr.close()
     return state
 
@@ -196,7 +218,7 @@ def fixed_latents(model: models.BeganConfig, n: int = 64) -> jax.Array:
 
 
 def save_samples(workdir: str, g_params, model: models.BeganConfig, step: int) -> Path:
-    samples = models.Generator(model).apply(g_params, fixed_latents(model))
+    samples = models.Generator(model).apply(parallel.local_copy(g_params), fixed_latents(model))
     path = Path(workdir, "samples", f"began_{step:07d}.png")
     path.parent.mkdir(parents=True, exist_ok=True)
     images = np.asarray(samples)
@@ -208,7 +230,8 @@ def save_samples(workdir: str, g_params, model: models.BeganConfig, step: int) -
 def train_began(workdir: str, data_cfg: data.DataConfig, model: models.BeganConfig,
                 cfg: BeganTrainConfig) -> BeganState:
     """Train (or resume) BEGAN in `workdir`; returns the final state."""
-    checkpoint.write_config(workdir, data=data_cfg, began=model, began_train=cfg)
+    if parallel.is_primary():
+        checkpoint.write_config(workdir, data=data_cfg, began=model, began_train=cfg)
     images = data.load(data_cfg, "train")
     state = began_init(model, cfg)
     restored, start = checkpoint.restore(workdir, "began", state)
@@ -288,7 +311,8 @@ def train_ae(workdir: str, model: models.AEConfig, cfg: AETrainConfig, name: str
     if (model.image_size, model.channels) != (began.image_size, began.channels):
         raise ValueError(f"autoencoder images {model.image_shape} must match G's "
                          f"{began.image_shape}")
-    checkpoint.write_config(workdir, **{name: model, f"{name}_train": cfg})
+    if parallel.is_primary():
+        checkpoint.write_config(workdir, **{name: model, f"{name}_train": cfg})
     images = data.load(data_cfg, "train")
     state = ae_init(model, cfg)
     restored, start = checkpoint.restore(workdir, name, state)

@@ -1,8 +1,15 @@
-"""Shared fixtures: tiny networks so that the whole suite runs in minutes on a laptop CPU."""
+"""Shared fixtures: tiny networks so that the whole suite runs in minutes on a laptop CPU.
 
+The suite runs on 4 CPU devices (set before JAX starts), so that every command and
+training loop is tested on its multi-device path; single-device code uses device 0.
+"""
+
+import jax
 import pytest
 
 from gejax import models
+
+jax.config.update("jax_num_cpu_devices", 4)  # models imports JAX but starts no backend
 
 
 @pytest.fixture(scope="session")
