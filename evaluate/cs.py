@@ -23,12 +23,13 @@ def run(args: argparse.Namespace) -> None:
     solver = cli.override(evaluation.SolverConfig(), args)
     if args.reg is not None:
         solver = dataclasses.replace(solver, reg_ge=args.reg, reg_ga=args.reg)
-    if solver.steps < 1 or solver.restarts < 1:
-        raise ValueError(f"--steps and --restarts must be >= 1, got {solver.steps}, "
-                         f"{solver.restarts}")
-    out_dir = Path(args.out or f"results/cs_m{args.m}")
+    evaluation.check_solver(solver)
+    out_dir = evaluation.prepare_out(args.out or f"results/cs_m{args.m}")
     nets = evaluation.load_networks(workdir)
     x = evaluation.eval_images(nets, args.num_images, args.split)
+    ms = [int(v) for v in args.sweep.split(",")] if args.sweep else []
+    for m in [args.m, *ms]:
+        evaluation.check_m(m, x.shape[1:])
     print(f"compressed sensing: {len(x)} {args.split} images {x.shape[1:]} of "
           f"{nets.data.name}, m={args.m}, solver {solver}")
     methods, recon = evaluation.run_cs(nets, x, m=args.m, solver=solver,
@@ -43,8 +44,7 @@ def run(args: argparse.Namespace) -> None:
               f"{table2['real']['mse']:.5f}, ratio {table2['ratio']:.3f}")
 
     sweep = None
-    if args.sweep:
-        ms = [int(v) for v in args.sweep.split(",")]
+    if ms:
         sweep, sweep_recon = evaluation.run_sweep(nets, x, ms=ms, solver=solver,
                                                   lasso_alpha=args.lasso_alpha)
         results["sweep"] = sweep

@@ -27,11 +27,9 @@ def run(args: argparse.Namespace) -> None:
     solver = cli.override(evaluation.SolverConfig(), args)
     if args.reg is not None:
         solver = dataclasses.replace(solver, reg_ge=args.reg)
-    if solver.steps < 1 or solver.restarts < 1:
-        raise ValueError(f"--steps and --restarts must be >= 1, got {solver.steps}, "
-                         f"{solver.restarts}")
+    evaluation.check_solver(solver)
     name = args.task if args.task != "inpaint" else f"inpaint_{args.mask}"
-    out_dir = Path(args.out or f"results/{name}")
+    out_dir = evaluation.prepare_out(args.out or f"results/{name}")
     nets = evaluation.load_networks(workdir)
     x = evaluation.eval_images(nets, args.num_images, args.split)
     print(f"{name}: {len(x)} {args.split} images {x.shape[1:]} of {nets.data.name}, "

@@ -24,6 +24,7 @@ import jax
 import orbax.checkpoint as ocp
 
 CONFIG_FILE = "config.json"
+ITEMS = ("state", "params")
 
 
 def read_config(workdir: str | os.PathLike) -> dict:
@@ -75,9 +76,14 @@ def section(workdir: str | os.PathLike, name: str, cls):
 
 def manager(workdir: str | os.PathLike, name: str, *, max_to_keep: int = 2
             ) -> ocp.CheckpointManager:
-    """The Orbax CheckpointManager of `workdir/name` (atomic saves; keeps the newest)."""
+    """The Orbax CheckpointManager of `workdir/name` (atomic saves; keeps the newest).
+
+    Orbax writes each checkpoint into a temporary folder and renames it when complete,
+    so a run killed mid-save leaves no checkpoint that `latest_step` would pick up.
+    """
     return ocp.CheckpointManager(
         Path(workdir, name).absolute(),
+        item_handlers={item: ocp.StandardCheckpointHandler() for item in ITEMS},
         options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
 
 
@@ -107,9 +113,49 @@ def restore(workdir: str | os.PathLike, name: str, target, item: str = "state"):
         step = mngr.latest_step()
         if step is None:
             return None, 0
-        if not Path(mngr.directory, str(step), item).is_dir():
-            raise ValueError(f"checkpoint {Path(mngr.directory, str(step))} has no '{item}' "
-                             "(a shipped checkpoint holds parameters only and cannot resume)")
-        restored = mngr.restore(step, args=ocp.args.Composite(
-            **{item: ocp.args.StandardRestore(target)}))
+        where = Path(mngr.directory, str(step))
+        if not (where / item).is_dir():
+            raise ValueError(f"checkpoint {where} has no '{item}' (a shipped checkpoint holds "
+                             "parameters only and cannot resume)")
+        try:
+            stored = mngr.item_metadata(step)[item]
+        except Exception as e:  # TensorStore / Orbax on damaged files: any error type
+            raise _unreadable(where, e) from e
+        _check_shapes(stored, target, where)
+        try:
+            restored = mngr.restore(step, args=ocp.args.Composite(
+                **{item: ocp.args.StandardRestore(target)}))
+        except Exception as e:
+            raise _unreadable(where, e) from e
     return restored[item], step
+
+
+def _unreadable(where: Path, e: Exception) -> ValueError:
+    first = (str(e).strip().splitlines() or [""])[0][:160]
+    return ValueError(f"checkpoint {where} cannot be read ({type(e).__name__}: {first}). If it "
+                      f"is damaged, move it aside (mv {where} {where}.damaged) and rerun to use "
+                      "the previous checkpoint")
+
+
+def _check_shapes(stored, target, where: Path) -> None:
+    """Refuse a checkpoint whose arrays do not match the networks config.json describes."""
+    def name(key) -> str:  # Orbax stores every container as a dict of str keys
+        for attr in ("key", "name", "idx"):
+            if hasattr(key, attr):
+                return str(getattr(key, attr))
+        return str(key)
+
+    def shapes(tree):
+        return {"/".join(name(k) for k in path): tuple(leaf.shape)
+                for path, leaf in jax.tree_util.tree_leaves_with_path(tree)
+                if hasattr(leaf, "shape")}
+
+    want, have = shapes(target), shapes(stored)
+    diff = sorted(k for k in want if want[k] != have.get(k))
+    if diff:
+        k = diff[0]
+        raise ValueError(
+            f"checkpoint {where} does not match the networks in {where.parent.parent}/"
+            f"{CONFIG_FILE}: {len(diff)} arrays differ, e.g. {k} is {have.get(k)} in the "
+            f"checkpoint but {want.get(k)} in the config (was config.json edited, or the "
+            "checkpoint copied from another run?)")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from collections.abc import Callable
 
@@ -22,11 +23,27 @@ def add_dataclass_flags(parser: argparse.ArgumentParser, cls, *, skip=()) -> Non
                             help=f"{cls.__name__}.{f.name} (default {f.default})")
 
 
+def given(cls, args: argparse.Namespace) -> dict:
+    """The fields of the config dataclass `cls` that the user set on the command line."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
+            if getattr(args, f.name, None) is not None}
+
+
 def override(config, args: argparse.Namespace):
     """`config` with the fields the user set on the command line replaced."""
-    given = {f.name: getattr(args, f.name) for f in dataclasses.fields(config)
-             if getattr(args, f.name, None) is not None}
-    return dataclasses.replace(config, **given)
+    return dataclasses.replace(config, **given(config, args))
+
+
+def _quiet_closed_event_loop(unraisable) -> None:
+    """Drop one known-harmless report, pass on the rest.
+
+    After a failed checkpoint read, TensorStore's callbacks keep arriving on an asyncio
+    loop that Orbax has closed, and each would print "Event loop is closed"; the failure
+    itself is reported once, as our own error.
+    """
+    if not (unraisable.exc_type is RuntimeError
+            and str(unraisable.exc_value) == "Event loop is closed"):
+        sys.__unraisablehook__(unraisable)
 
 
 def main(run: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser) -> None:
@@ -41,6 +58,7 @@ def main(run: Callable[[argparse.Namespace], None], parser: argparse.ArgumentPar
     multi.add_argument("--num_processes", type=int, default=None)
     multi.add_argument("--process_id", type=int, default=None)
     args = parser.parse_args()
+    sys.unraisablehook = _quiet_closed_event_loop
     try:
         given = (args.coordinator_address, args.num_processes, args.process_id)
         if args.distributed or any(v is not None for v in given):
@@ -49,8 +67,13 @@ def main(run: Callable[[argparse.Namespace], None], parser: argparse.ArgumentPar
     except (ValueError, OSError, DivergedError) as e:
         if args.debug:
             raise
-        print(f"{parser.prog}: error: {e}", file=sys.stderr)
-        sys.exit(2)
+        message = " ".join(str(e).split())  # one line, even for multi-line library messages
+        print(f"{parser.prog}: error: {message}", file=sys.stderr, flush=True)
+        sys.stdout.flush()
+        # Not sys.exit: after a failed Orbax/TensorStore read, its background tasks print
+        # tracebacks at interpreter shutdown. Checkpoints and outputs are written atomically
+        # and closed by now, so skipping shutdown loses nothing.
+        os._exit(2)
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted; rerun the same command to resume", file=sys.stderr)
         sys.exit(130)

@@ -113,8 +113,11 @@ def _tfds(name: str, split: str, config: DataConfig) -> np.ndarray:
         source = tfds.data_source(name, split=tfds_split, data_dir=config.tfds_dir,
                                   download=False)
     except Exception as e:  # not prepared, unknown name, ...: say what to do
+        # TFDS lists every dataset it knows in the message: keep its first line only.
+        reason = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         raise ValueError(f"TFDS dataset {name!r} (split {tfds_split}) is not available on "
-                         f"disk: {e}. Prepare it first with `tfds build {name}`.") from e
+                         f"disk ({reason}); prepare it with `tfds build {name}` "
+                         f"(data_dir {config.tfds_dir or 'default'})") from e
     images = []
     for i in range(len(source)):
         im = np.asarray(source[i]["image"])

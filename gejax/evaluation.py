@@ -10,7 +10,9 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
+import math
 import platform
+import tempfile
 import time
 from collections.abc import Callable
 from importlib import metadata, resources
@@ -91,6 +93,37 @@ def load_networks(workdir: str) -> Networks:
     return Networks(began, models.generator_fn(g_params, began), encoders, data_cfg)
 
 
+def check_m(m: int, image_shape: tuple[int, ...]) -> None:
+    """Compressed sensing takes 1 to H*W*C measurements."""
+    n_pixels = int(np.prod(image_shape))
+    if not 0 < m <= n_pixels:
+        raise ValueError(f"m must be in [1, {n_pixels}] (the number of pixels), got {m}")
+
+
+def check_solver(solver: SolverConfig) -> None:
+    """Refuse solver settings that cannot run, before any work is done."""
+    for name in ("steps", "restarts"):
+        if getattr(solver, name) < 1:
+            raise ValueError(f"--{name} must be >= 1, got {getattr(solver, name)}")
+    for name, low in (("learning_rate", 0.0), ("reg_ge", None), ("reg_ga", None)):
+        v = getattr(solver, name)
+        if not math.isfinite(v) or v < 0 or (low is not None and v <= low):
+            raise ValueError(f"--{name} must be a finite number "
+                             f"{'> 0' if low is not None else '>= 0'}, got {v}")
+
+
+def prepare_out(path: str | Path) -> Path:
+    """Create the output folder and make sure files can be written there, up front."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise ValueError(f"cannot write to --out {path}: {e.strerror or e}") from e
+    return path
+
+
 def summarize(x_hat: np.ndarray, x: np.ndarray, seconds: float, **extra) -> dict:
     """The per-method entry of results.json: metrics averaged over images, on [0, 1]."""
     x_hat = np.clip(np.asarray(x_hat), 0, 1)
@@ -141,9 +174,10 @@ def run_cs(nets: Networks, x: np.ndarray, *, m: int, solver: SolverConfig,
     unknown = set(methods) - set(CS_METHODS)
     if unknown:
         raise ValueError(f"unknown methods {sorted(unknown)}: use {', '.join(CS_METHODS)}")
+    check_m(m, x.shape[1:])
     n_pixels = int(np.prod(x.shape[1:]))
-    if not 0 < m <= n_pixels:
-        raise ValueError(f"m must be in [1, {n_pixels}] (the number of pixels), got {m}")
+    if not (math.isfinite(lasso_alpha) and lasso_alpha > 0):
+        raise ValueError(f"lasso_alpha must be a finite number > 0, got {lasso_alpha}")
     key = jax.random.key(solver.seed)
     k_a, k_a500, k_ga, k_ge = jax.random.split(key, 4)
     a = np.asarray(operators.gaussian_matrix(k_a, m, n_pixels))
@@ -190,6 +224,8 @@ def run_sweep(nets: Networks, x: np.ndarray, *, ms: list[int], solver: SolverCon
     Returns ({method: {"m": [...], "mse": [...], "mse_std": [...], ...}},
              {m: {method: reconstructions}}).
     """
+    for m in ms:  # all of them before the first solve, not after an hour
+        check_m(m, x.shape[1:])
     curves: dict[str, dict[str, list]] = {}
     images = {}
     for m in ms:

@@ -19,17 +19,15 @@ the whole solve is one program with lax.scan over the steps.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 from jax.tree_util import Partial
 
-from gejax import parallel
+from gejax import parallel, validate
 
 # Steps per compiled chunk on CPU: long enough that Python dispatch is negligible next
 # to a step (milliseconds at least), short enough to compile in seconds.
@@ -54,12 +52,19 @@ class Reconstruction(NamedTuple):
 
 def ge_measure(encoder: Callable, transform: Callable | None = None) -> Partial:
     """The GE measurement EN(S(x)) (paper eq. 3, 5): S = `transform`, identity if None."""
+    for name, fn in (("encoder", encoder), ("transform", transform)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} must be a callable, got {type(fn).__name__}")
     return Partial(_encode_transformed, _as_partial(encoder), _as_partial(transform or _identity))
 
 
 def ga_measure(a: jax.Array) -> Partial:
     """The CSGM ("GA") measurement A vec(x) with A of shape (m, H*W*C) (paper eq. 4)."""
-    return Partial(_matvec, jnp.asarray(a, jnp.float32))
+    a = jnp.asarray(a, jnp.float32)
+    if a.ndim != 2 or 0 in a.shape:
+        raise ValueError(f"A must be a non-empty (m, H*W*C) matrix, got shape {a.shape}")
+    validate.finite(a, "A")
+    return Partial(_matvec, a)
 
 
 def _identity(x):
@@ -168,34 +173,19 @@ def _shard(mesh, generator, measure, y, z, opt_state):
     return generator, measure, y, z, opt_state
 
 
-def _is_traced(*xs) -> bool:
-    return any(isinstance(leaf, jax.core.Tracer) for leaf in jax.tree_util.tree_leaves(xs))
-
-
 def _validate(generator, measure, y, key, latent_dim, num_restarts, steps, learning_rate, reg):
     for name, fn in (("generator", generator), ("measure", measure)):
         if not callable(fn):
             raise TypeError(f"{name} must be a callable, got {type(fn).__name__}")
-    if not (isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
-            or isinstance(key, jax.Array | np.ndarray) and key.dtype == np.uint32
-            and key.shape == (2,)):
-        raise TypeError("key must be a PRNG key from jax.random.key(seed) (or PRNGKey), "
-                        f"got {type(key).__name__} {getattr(key, 'dtype', '')}")
-    for name, value, low in (("latent_dim", latent_dim, 1), ("num_restarts", num_restarts, 1),
-                             ("steps", steps, 0)):
-        if isinstance(value, bool) or not isinstance(value, int | np.integer):
-            raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-        if value < low:
-            raise ValueError(f"{name} must be >= {low}, got {value}")
-    for name, value in (("learning_rate", learning_rate), ("reg", reg)):
-        if not _is_traced(value):
-            v = float(value)
-            if not math.isfinite(v) or v < 0:
-                raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    validate.prng_key(key)
+    validate.integer(latent_dim, "latent_dim", 1)
+    validate.integer(num_restarts, "num_restarts", 1)
+    validate.integer(steps, "steps", 0)
+    validate.number(learning_rate, "learning_rate")
+    validate.number(reg, "reg")
     if y.ndim < 1 or y.shape[0] < 1:
         raise ValueError(f"y must have a leading batch axis B >= 1, got shape {y.shape}")
-    if not _is_traced(y) and not bool(jnp.all(jnp.isfinite(y))):
-        raise ValueError("y contains NaN or infinite values")
+    validate.finite(y, "y")
     z_spec = jax.ShapeDtypeStruct((latent_dim,), jnp.float32)
     try:
         x_spec = jax.eval_shape(generator, z_spec)
@@ -243,7 +233,7 @@ def reconstruct(generator: Callable, measure: Callable, y: jax.typing.ArrayLike,
       A `Reconstruction`: x_hat (B, H, W, C), z (B, latent_dim), objective (B, R),
       best_restart (B,), the restart with the lowest objective for each image.
     """
-    y = jnp.asarray(y) if not _is_traced(y) else y
+    y = jnp.asarray(y) if not validate.is_traced(y) else y
     _validate(generator, measure, y, key, latent_dim, num_restarts, steps, learning_rate, reg)
     if loop not in ("auto", "scan", "chunked"):
         raise ValueError(f"loop must be 'auto', 'scan' or 'chunked', got {loop!r}")
@@ -251,7 +241,7 @@ def reconstruct(generator: Callable, measure: Callable, y: jax.typing.ArrayLike,
                                  and mesh.axis_names == (parallel.BATCH,)):
         raise TypeError("mesh must be a 1-D jax.sharding.Mesh with axis 'batch' "
                         f"(gejax.parallel.batch_mesh()), got {mesh!r}")
-    traced = _is_traced(y, key, learning_rate, reg, generator, measure)
+    traced = validate.is_traced(y, key, learning_rate, reg, generator, measure)
     if loop == "auto":
         loop = "chunked" if jax.default_backend() == "cpu" and not traced else "scan"
     generator, measure = _as_partial(generator), _as_partial(measure)

@@ -22,7 +22,7 @@ import optax
 from flax.training.train_state import TrainState
 from tqdm import tqdm
 
-from gejax import checkpoint, data, models, parallel, plotting
+from gejax import checkpoint, data, models, parallel, plotting, validate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +77,20 @@ class BeganState:
     k: jax.Array
 
 
+def check_config(cfg: BeganTrainConfig | AETrainConfig) -> None:
+    """Refuse training settings that cannot run, before any data is loaded."""
+    for f in dataclasses.fields(cfg):
+        value, flag = getattr(cfg, f.name), f"--{f.name}"
+        if f.name == "seed":
+            validate.integer(value, flag, 0)
+        elif f.type in (int, "int"):
+            validate.integer(value, flag, 1)
+        else:
+            validate.number(value, flag, positive=f.name == "learning_rate")
+    if isinstance(cfg, AETrainConfig) and not cfg.fake_fraction <= 1:
+        raise ValueError(f"--fake_fraction must be in [0, 1], got {cfg.fake_fraction}")
+
+
 def _adam(cfg) -> optax.GradientTransformation:
     schedule = optax.exponential_decay(cfg.learning_rate, cfg.lr_halve_every, 0.5,
                                        staircase=True, end_value=cfg.lr_floor)
@@ -86,9 +100,9 @@ def _adam(cfg) -> optax.GradientTransformation:
 def began_init(model: models.BeganConfig, cfg: BeganTrainConfig) -> BeganState:
     kg, kd = jax.random.split(jax.random.key(cfg.seed))
     g, d = models.Generator(model), models.Discriminator(model)
-    tx = _adam(cfg)
     g_params = g.init(kg, jnp.zeros((1, model.latent_dim)))
     d_params = d.init(kd, jnp.zeros((1,) + model.image_shape))
+    tx = _adam(cfg)
     return BeganState(g=TrainState.create(apply_fn=g.apply, params=g_params, tx=tx),
                       d=TrainState.create(apply_fn=d.apply, params=d_params, tx=tx),
                       k=jnp.zeros((), jnp.float32))
@@ -230,6 +244,7 @@ def save_samples(workdir: str, g_params, model: models.BeganConfig, step: int) -
 def train_began(workdir: str, data_cfg: data.DataConfig, model: models.BeganConfig,
                 cfg: BeganTrainConfig) -> BeganState:
     """Train (or resume) BEGAN in `workdir`; returns the final state."""
+    check_config(cfg)
     if parallel.is_primary():
         checkpoint.write_config(workdir, data=data_cfg, began=model, began_train=cfg)
     images = data.load(data_cfg, "train")
@@ -304,6 +319,7 @@ def train_ae(workdir: str, model: models.AEConfig, cfg: AETrainConfig, name: str
     `name` ("ae", or "ae_<suffix>" for more encoders, e.g. one per m for the m sweep) is
     both the checkpoint folder and the config section.
     """
+    check_config(cfg)
     if name != "ae" and not (name.startswith("ae_") and name[3:].isidentifier()):
         raise ValueError(f"autoencoder name must be 'ae' or 'ae_<suffix>', got {name!r}")
     data_cfg = checkpoint.section(workdir, "data", data.DataConfig)

@@ -91,6 +91,7 @@ def test_params_only_checkpoint_loads_for_evaluation_but_cannot_resume(tmp_path,
         training.train_began(str(tmp_path), npz, MODEL, _cfg(4))
 
 
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast:RuntimeWarning")
 @pytest.mark.parametrize("log_every,checkpoint_every,match", [
     (1, 2, "non-finite loss at step 4"),  # caught by the loss of the step after the bad update
     (4, 1, "non-finite parameters after step 3"),  # caught before a checkpoint is written
@@ -98,8 +99,10 @@ def test_params_only_checkpoint_loads_for_evaluation_but_cannot_resume(tmp_path,
 def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, npz, log_every,
                                                               checkpoint_every, match):
     training.train_began(str(tmp_path), npz, MODEL, _cfg(2))
+    # 1e39 passes the config check (a finite float) but is inf in float32: the first
+    # update makes the parameters non-finite.
     bad = training.BeganTrainConfig(steps=6, batch_size=4, checkpoint_every=checkpoint_every,
-                                    log_every=log_every, learning_rate=float("inf"))
+                                    log_every=log_every, learning_rate=1e39)
     with pytest.raises(training.DivergedError, match=match):
         training.train_began(str(tmp_path), npz, MODEL, bad)
     _, step = checkpoint.restore(tmp_path, "began", training.began_init(MODEL, bad))

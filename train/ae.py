@@ -23,13 +23,10 @@ def run(args: argparse.Namespace) -> None:
                              f"as {asked}. Use a new --workdir.")
     else:
         began = checkpoint.section(args.workdir, "began", models.BeganConfig)
-        model = cli.override(models.AEConfig(image_size=began.image_size,
-                                             channels=began.channels), args)
+        # Built in one go: the defaults alone (depth 4) may not fit G's image size.
+        model = models.AEConfig(**{**cli.given(models.AEConfig, args),
+                                   "image_size": began.image_size, "channels": began.channels})
         train_cfg = cli.override(training.AETrainConfig(), args)
-    if train_cfg.steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {train_cfg.steps}")
-    if not 0 <= train_cfg.fake_fraction <= 1:
-        raise ValueError(f"--fake_fraction must be in [0, 1], got {train_cfg.fake_fraction}")
     training.train_ae(args.workdir, model, train_cfg, name=args.name)
 
 

@@ -41,8 +41,6 @@ def run(args: argparse.Namespace) -> None:
         model = cli.override(make_model(), args)
         data_cfg = dataclasses.replace(data_cfg, image_size=model.image_size,
                                        channels=model.channels)
-    if train_cfg.steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {train_cfg.steps}")
     training.train_began(args.workdir, data_cfg, model, train_cfg)
 
 
