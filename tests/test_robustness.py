@@ -120,6 +120,8 @@ CLI = {
     "corrupt config.json": ("evaluate.cs", ["--workdir", "{root}/bad_json"], "not valid JSON"),
     "checkpoint of another config": ("evaluate.cs", ["--workdir", "{root}/other_config",
                                                      "--m", "6"], "does not match"),
+    # In a subprocess: TensorStore's callbacks after a failed read keep reporting for a
+    # while, which in-process would leak warnings into later tests.
     "damaged checkpoint": ("evaluate.cs", ["--workdir", "{root}/damaged", "--m", "6"],
                            "cannot be read"),
     "m = 0": ("evaluate.cs", ["--workdir", "{root}/w", "--m", "0"], "m must be in [1, 64]"),
@@ -161,6 +163,8 @@ def test_command_refuses_with_one_line(cli_runs, case):
     errors = [line for line in stderr.splitlines() if "error:" in line]
     assert len(errors) == 1 and CLI[case][2] in errors[0], stderr
     assert "Traceback" not in stderr
+    if case == "damaged checkpoint":
+        assert "move it aside" in errors[0]
 
 
 # Interrupted and damaged runs.
@@ -177,7 +181,7 @@ def test_kill_9_then_rerun_resumes_and_matches_an_uninterrupted_run(tmp_path):
     images = np.random.default_rng(1).uniform(size=(40, 8, 8, 1)).astype(np.float32)
     np.savez(tmp_path / "images.npz", images=images)
     env = dict(os.environ, JAX_PLATFORMS="cpu")
-    steps = 600
+    steps = 300
     killed = tmp_path / "killed"
     proc = subprocess.Popen(_train_cmd(killed, tmp_path / "images.npz", steps), cwd=ROOT,
                             env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -215,14 +219,6 @@ def test_half_written_checkpoint_is_never_picked_up(tmp_path):
     model, g, _ = training.load_began(str(w))
     assert checkpoint.manager(w, "began").latest_step() == 2
     assert jax.tree_util.tree_leaves(g)[0].shape
-
-
-# TensorStore's callbacks after the failed read report "Event loop is closed" (the CLI
-# drops exactly that report; see gejax/cli.py).
-@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
-def test_damaged_latest_checkpoint_names_the_fix(broken):
-    with pytest.raises(ValueError, match=r"cannot be read.*move it aside"):
-        training.load_began(str(broken / "damaged"))
 
 
 def test_interrupted_evaluation_leaves_no_results_json(tmp_path):
