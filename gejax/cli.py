@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 import sys
 from collections.abc import Callable
 
@@ -60,20 +59,16 @@ def main(run: Callable[[argparse.Namespace], None], parser: argparse.ArgumentPar
     args = parser.parse_args()
     sys.unraisablehook = _quiet_closed_event_loop
     try:
-        given = (args.coordinator_address, args.num_processes, args.process_id)
-        if args.distributed or any(v is not None for v in given):
-            parallel.initialize(*given)
+        hosts = (args.coordinator_address, args.num_processes, args.process_id)
+        if args.distributed or any(v is not None for v in hosts):
+            parallel.initialize(*hosts)
         run(args)
     except (ValueError, OSError, DivergedError) as e:
         if args.debug:
             raise
         message = " ".join(str(e).split())  # one line, even for multi-line library messages
-        print(f"{parser.prog}: error: {message}", file=sys.stderr, flush=True)
-        sys.stdout.flush()
-        # Not sys.exit: after a failed Orbax/TensorStore read, its background tasks print
-        # tracebacks at interpreter shutdown. Checkpoints and outputs are written atomically
-        # and closed by now, so skipping shutdown loses nothing.
-        os._exit(2)
+        print(f"{parser.prog}: error: {message}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
         print(f"{parser.prog}: interrupted; rerun the same command to resume", file=sys.stderr)
         sys.exit(130)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import math
 import platform
 import tempfile
 import time
@@ -24,7 +23,17 @@ import numpy as np
 from jax.tree_util import Partial
 from tqdm import tqdm
 
-from gejax import baselines, checkpoint, data, metrics, models, operators, parallel, training
+from gejax import (
+    baselines,
+    checkpoint,
+    data,
+    metrics,
+    models,
+    operators,
+    parallel,
+    training,
+    validate,
+)
 from gejax.reconstruct import ga_measure, ge_measure, reconstruct
 
 PAPER_LASSO_M = 500
@@ -102,14 +111,11 @@ def check_m(m: int, image_shape: tuple[int, ...]) -> None:
 
 def check_solver(solver: SolverConfig) -> None:
     """Refuse solver settings that cannot run, before any work is done."""
-    for name in ("steps", "restarts"):
-        if getattr(solver, name) < 1:
-            raise ValueError(f"--{name} must be >= 1, got {getattr(solver, name)}")
-    for name, low in (("learning_rate", 0.0), ("reg_ge", None), ("reg_ga", None)):
-        v = getattr(solver, name)
-        if not math.isfinite(v) or v < 0 or (low is not None and v <= low):
-            raise ValueError(f"--{name} must be a finite number "
-                             f"{'> 0' if low is not None else '>= 0'}, got {v}")
+    validate.integer(solver.steps, "--steps", 1)
+    validate.integer(solver.restarts, "--restarts", 1)
+    validate.number(solver.learning_rate, "--learning_rate", positive=True)
+    validate.number(solver.reg_ge, "--reg_ge")
+    validate.number(solver.reg_ga, "--reg_ga")
 
 
 def prepare_out(path: str | Path) -> Path:
@@ -176,8 +182,7 @@ def run_cs(nets: Networks, x: np.ndarray, *, m: int, solver: SolverConfig,
         raise ValueError(f"unknown methods {sorted(unknown)}: use {', '.join(CS_METHODS)}")
     check_m(m, x.shape[1:])
     n_pixels = int(np.prod(x.shape[1:]))
-    if not (math.isfinite(lasso_alpha) and lasso_alpha > 0):
-        raise ValueError(f"lasso_alpha must be a finite number > 0, got {lasso_alpha}")
+    validate.number(lasso_alpha, "lasso_alpha", positive=True)
     key = jax.random.key(solver.seed)
     k_a, k_a500, k_ga, k_ge = jax.random.split(key, 4)
     a = np.asarray(operators.gaussian_matrix(k_a, m, n_pixels))
