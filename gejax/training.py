@@ -33,16 +33,23 @@ class BeganTrainConfig:
     keeps G learning late, which the BEGAN authors found to limit mode collapse.
     On MNIST the paper's gamma 0.5 / lambda_k 0.001 left k_t near 0 for thousands of steps
     and G drew dim strokes that collapsed to "1"s; gamma 1.0 with lambda_k 0.1 gave the most
-    varied digits of the runs tried (see README). `began_paper()` has the CelebA values.
+    varied digits of plain BEGAN, still mostly "1"s (see README).
+
+    `pull_away` weighs EBGAN's pulling-away term (Zhao et al. 2017) on D's codes of each
+    fake batch, added to G's loss only: BEGAN has no term that rewards G for variety, and
+    on MNIST G's cheapest reply to D is a thin "1" for every z. With 0.1 and 12,000 steps
+    G's projection error on train digits fell from 0.023 to 0.0065. 0 is BEGAN as
+    published; `began_paper()` has the CelebA values.
     """
 
-    steps: int = 4000
+    steps: int = 12000
     batch_size: int = 32
     learning_rate: float = 3e-4
     lr_halve_every: int = 3000
     lr_floor: float = 5e-5
     gamma: float = 1.0
     lambda_k: float = 0.1
+    pull_away: float = 0.1
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 25
@@ -52,7 +59,7 @@ def began_paper() -> BeganTrainConfig:
     """BEGAN's own CelebA settings: gamma 0.5, lambda_k 0.001, lr 1e-4 halved with a floor."""
     return BeganTrainConfig(steps=200_000, batch_size=16, learning_rate=1e-4,
                             lr_halve_every=50_000, lr_floor=2e-5, gamma=0.5, lambda_k=0.001,
-                            checkpoint_every=5000, log_every=100)
+                            pull_away=0.0, checkpoint_every=5000, log_every=100)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -112,11 +119,26 @@ def _l1(a, b):
     return jnp.mean(jnp.abs(a - b))
 
 
+def pull_away(h: jax.Array) -> jax.Array:
+    """EBGAN's pulling-away term of codes h (N, k): mean squared cosine of distinct pairs."""
+    n = h.shape[0]
+    if n < 2:  # no pairs to pull apart
+        return jnp.zeros((), h.dtype)
+    u = h / (jnp.linalg.norm(h, axis=-1, keepdims=True) + 1e-8)
+    return (jnp.sum((u @ u.T) ** 2) - n) / (n * (n - 1))
+
+
+def _encode_decode(d: models.Discriminator, x):
+    h = d.encode(x)
+    return h, d.decode(h)
+
+
 def began_step(state: BeganState, real: jax.Array, key: jax.Array, *, model: models.BeganConfig,
                cfg: BeganTrainConfig) -> tuple[BeganState, dict[str, jax.Array]]:
     """One BEGAN update of D and G from the same z.
 
-    L(v) = |D(v) - v|_1; D minimises L(x) - k_t L(G(z)); G minimises L(G(z));
+    L(v) = |D(v) - v|_1; D minimises L(x) - k_t L(G(z)); G minimises
+    L(G(z)) + pull_away * PT(D's codes of G(z));
     k_{t+1} = clip(k_t + lambda_k (gamma L(x) - L(G(z))), 0, 1);
     M = L(x) + |gamma L(x) - L(G(z))| is BEGAN's convergence measure.
     """
@@ -130,17 +152,19 @@ def began_step(state: BeganState, real: jax.Array, key: jax.Array, *, model: mod
         return l_real - state.k * l_fake, (l_real, l_fake)
 
     def g_loss(x):
-        return _l1(state.d.apply_fn(state.d.params, x), x)
+        h, rec = state.d.apply_fn(state.d.params, x, method=_encode_decode)
+        variety = pull_away(h)
+        return _l1(rec, x) + cfg.pull_away * variety, variety
 
     (d_total, (l_real, l_fake)), d_grads = jax.value_and_grad(d_loss, has_aux=True)(state.d.params)
-    g_total, grad_fake = jax.value_and_grad(g_loss)(fake)
+    (g_total, variety), grad_fake = jax.value_and_grad(g_loss, has_aux=True)(fake)
     (g_grads,) = g_vjp(grad_fake)
     balance = cfg.gamma * l_real - l_fake
     new = BeganState(g=state.g.apply_gradients(grads=g_grads),
                      d=state.d.apply_gradients(grads=d_grads),
                      k=jnp.clip(state.k + cfg.lambda_k * balance, 0.0, 1.0))
     metrics = {"d_loss": d_total, "g_loss": g_total, "l_real": l_real, "l_fake": l_fake,
-               "k": state.k, "M": l_real + jnp.abs(balance)}
+               "k": state.k, "M": l_real + jnp.abs(balance), "pull_away": variety}
     return new, metrics
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from evaluate import cs, restore
-from train import ae
+from train import ae, began
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--filters", "4", "--latent_dim", "3", "--code_dim", "6", "--image_size", "16",
@@ -46,6 +46,19 @@ def workdir(tmp_path_factory):
     return w
 
 
+def test_began_workdir_from_before_pull_away_resumes_as_plain_began(tmp_path):
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "tiny.npz", images=rng.uniform(size=(8, 16, 16, 1)).astype(np.float32))
+    w = tmp_path / "w"
+    _run(began, "--workdir", w, "--dataset", tmp_path / "tiny.npz", "--steps", 1,
+         "--pull_away", 0.0, *TINY)
+    config = json.loads((w / "config.json").read_text())
+    del config["began_train"]["pull_away"]  # as written by gejax before the term existed
+    (w / "config.json").write_text(json.dumps(config))
+    _run(began, "--workdir", w, "--steps", 2)
+    assert json.loads((w / "config.json").read_text())["began_train"]["pull_away"] == 0.0
+
+
 def _check_schema(results, experiment, methods):
     assert results["experiment"] == experiment
     assert results["image_shape"] == [16, 16, 1] and results["num_images"] == 3
@@ -65,6 +78,7 @@ def test_cs_writes_every_output(workdir, tmp_path):
     assert results["m"] == 6 and results["methods"]["lasso_m500"]["m"] == 256
     assert results["methods"]["ga"]["m"] == 6
     assert results["fake_vs_real"]["ratio"] > 0
+    assert 0 <= results["fake_vs_real"]["projection"]["mse"] <= 1
     assert (out / "figure4.png").stat().st_size > 1000
     assert "| ge1 |" in (out / "results.md").read_text()
 

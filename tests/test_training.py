@@ -1,3 +1,5 @@
+import dataclasses
+
 import jax
 import numpy as np
 import pytest
@@ -53,6 +55,29 @@ def test_began_step_updates_k_and_reports_convergence_measure():
     np.testing.assert_allclose(new.k, np.clip(cfg.lambda_k * balance, 0, 1), rtol=1e-5)
     np.testing.assert_allclose(metrics["M"], metrics["l_real"] + abs(balance), rtol=1e-5)
     assert not np.array_equal(_leaves(new.g.params)[0], _leaves(state.g.params)[0])
+
+
+def test_pull_away_is_zero_for_orthogonal_codes_and_one_for_equal_codes():
+    np.testing.assert_allclose(training.pull_away(np.eye(4, 6, dtype=np.float32)), 0, atol=1e-6)
+    np.testing.assert_allclose(training.pull_away(np.ones((4, 6), np.float32) * 3), 1, rtol=1e-5)
+    np.testing.assert_allclose(  # pairs at cosine 0, 0.6 and 0.8
+        training.pull_away(np.array([[1, 0], [0, 1], [0.6, 0.8]], np.float32)),
+        (0.6**2 + 0.8**2) / 3, rtol=1e-5)
+
+
+def test_pull_away_moves_only_the_generator():
+    real = np.random.default_rng(1).uniform(size=(4, 8, 8, 1)).astype(np.float32)
+
+    def step(weight):
+        cfg = dataclasses.replace(_cfg(1), pull_away=weight)
+        return training.began_step(training.began_init(MODEL, cfg), real, jax.random.key(0),
+                                   model=MODEL, cfg=cfg)[0]
+
+    plain, pulled = step(0.0), step(1.0)
+    for a, b in zip(_leaves(plain.d), _leaves(pulled.d), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, b)
+               for a, b in zip(_leaves(plain.g), _leaves(pulled.g), strict=True))
 
 
 def test_batches_are_a_pure_function_of_the_step():

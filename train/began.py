@@ -26,8 +26,10 @@ def run(args: argparse.Namespace) -> None:
     if "began" in stored:  # resuming: the networks and data are those of the first run
         model = checkpoint.section(args.workdir, "began", models.BeganConfig)
         data_cfg = checkpoint.section(args.workdir, "data", data.DataConfig)
-        train_cfg = cli.override(
-            checkpoint.section(args.workdir, "began_train", training.BeganTrainConfig), args)
+        train_cfg = checkpoint.section(args.workdir, "began_train", training.BeganTrainConfig)
+        if "pull_away" not in stored["began_train"]:  # written before the term existed
+            train_cfg = dataclasses.replace(train_cfg, pull_away=0.0)
+        train_cfg = cli.override(train_cfg, args)
         asked = cli.override(model, args)
         if asked != model:
             raise ValueError(f"{args.workdir} holds a BEGAN of {model}; it cannot resume as "
