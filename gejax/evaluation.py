@@ -363,9 +363,13 @@ def classical_baselines(task: str, params: dict) -> dict[str, Callable]:
         delta = np.zeros((size, size, 1), np.float32)
         delta[size // 2, size // 2] = 1
         kernel = np.asarray(operators.gaussian_blur(delta, sigma=params["blur_sigma"]))[..., 0]
+        # Blind RL gets only the kernel's size, GE nothing; 100 iterations were the best of
+        # {10, 30, 100} on 16 train images (19.97 dB; 30 gave 19.86).
         return {"wiener": functools.partial(baselines.wiener_deconvolve, kernel=kernel),
                 "richardson_lucy": functools.partial(baselines.richardson_lucy_deconvolve,
-                                                     kernel=kernel)}
+                                                     kernel=kernel),
+                "blind_richardson_lucy": functools.partial(
+                    baselines.blind_richardson_lucy_deconvolve, kernel_size=size, num_iter=100)}
     if task == "superres":
         return {"bicubic": lambda x_dagger: np.clip(x_dagger, 0, 1)}
     if task == "inpaint":

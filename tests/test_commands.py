@@ -101,6 +101,8 @@ def test_restore_writes_every_output(workdir, tmp_path, task, mask, baseline):
          *SOLVER)
     results = json.loads((tmp_path / "results.json").read_text())
     _check_schema(results, task, ["degraded", baseline, "ge0", "ge1"])
+    if task == "deblur":
+        assert "blind_richardson_lucy" in results["methods"]
     assert list(tmp_path.glob("figure*.png"))
 
 
