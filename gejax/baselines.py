@@ -101,8 +101,8 @@ def blind_richardson_lucy_deconvolve(blurred: np.ndarray, kernel_size: int, *,
 
     Alternates one multiplicative Richardson-Lucy update of the kernel (kernel_size x
     kernel_size, non-negative, sum 1, started flat) with one of the image (started at
-    the blurred image). Only the kernel's support is assumed known, as GE assumes none.
-    `eps` keeps the ratio finite on the black background.
+    the blurred image). It is given the kernel's size only (GE is given nothing about the
+    blur). `eps` keeps the ratio finite on the black background.
     """
     from scipy.signal import fftconvolve
 
