@@ -15,6 +15,8 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import Lasso
 
+from gejax import validate
+
 
 @functools.cache
 def dct_dictionary(side: int, atoms: int | None = None) -> np.ndarray:
@@ -106,8 +108,9 @@ def blind_richardson_lucy_deconvolve(blurred: np.ndarray, kernel_size: int, *,
     """
     from scipy.signal import fftconvolve
 
-    if kernel_size < 1 or kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be odd and >= 1, got {kernel_size}")
+    validate.integer(kernel_size, "kernel_size", 1)
+    if kernel_size % 2 == 0:
+        raise ValueError(f"kernel_size must be odd, got {kernel_size}")
 
     def deconvolve(y):
         y = np.clip(y, 0, 1).astype(np.float64)

@@ -183,8 +183,13 @@ class _Autoencoder(nn.Module):
     def decode(self, h: jax.Array) -> jax.Array:
         return self.decoder(h)
 
+    def encode_decode(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """(code, reconstruction) from one pass, for losses that need both."""
+        h = self.encode(x)
+        return h, self.decode(h)
+
     def __call__(self, x: jax.Array) -> jax.Array:
-        return self.decode(self.encode(x))
+        return self.encode_decode(x)[1]
 
 
 class Discriminator(_Autoencoder):

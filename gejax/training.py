@@ -128,11 +128,6 @@ def pull_away(h: jax.Array) -> jax.Array:
     return (jnp.sum((u @ u.T) ** 2) - n) / (n * (n - 1))
 
 
-def _encode_decode(d: models.Discriminator, x):
-    h = d.encode(x)
-    return h, d.decode(h)
-
-
 def began_step(state: BeganState, real: jax.Array, key: jax.Array, *, model: models.BeganConfig,
                cfg: BeganTrainConfig) -> tuple[BeganState, dict[str, jax.Array]]:
     """One BEGAN update of D and G from the same z.
@@ -152,7 +147,7 @@ def began_step(state: BeganState, real: jax.Array, key: jax.Array, *, model: mod
         return l_real - state.k * l_fake, (l_real, l_fake)
 
     def g_loss(x):
-        h, rec = state.d.apply_fn(state.d.params, x, method=_encode_decode)
+        h, rec = state.d.apply_fn(state.d.params, x, method="encode_decode")
         variety = pull_away(h)
         return _l1(rec, x) + cfg.pull_away * variety, variety
 
