@@ -6,8 +6,11 @@ denoise: Gaussian noise sigma 0.4, vs BM3D. deblur: Gaussian blur, vs Wiener and
 Richardson-Lucy deconvolution with the true kernel (GE is blind). superres: 4x
 down-sampling, the bicubic up-sampling is both the baseline and GE's x_dagger.
 inpaint: a centre block (30x30 at 64x64) or hand-drawn-like lines, vs biharmonic
-inpainting. GE solves z* = argmin ||EN(S G(z)) - EN(x_dagger)||^2 + lambda ||z||^2.
-Writes results.json, results.md and a figure to --out (default results/<task>).
+inpainting. GE solves z* = argmin ||EN(S G(z)) - EN(x_dagger)||^2 + lambda ||z||^2
+with GE0, GE1 and, as "ge1_task", an encoder trained for the task if the workdir has
+one (python -m train.ae --name ae_denoise --corrupt denoise; the task names are
+gejax.tasks.NAMES). Writes results.json, results.md and a figure to --out (default
+results/<task>).
 """
 
 import argparse
@@ -21,8 +24,8 @@ FIGURE = {"denoise": "figure8", "deblur": "figure9", "superres": "figure10",
 
 
 def run(args: argparse.Namespace) -> None:
-    if args.task not in evaluation.TASKS:
-        raise ValueError(f"unknown task {args.task!r}: use one of {', '.join(evaluation.TASKS)}")
+    if args.task not in FIGURE:
+        raise ValueError(f"unknown task {args.task!r}: use one of {', '.join(FIGURE)}")
     workdir = args.workdir or evaluation.default_workdir()
     solver = cli.override(evaluation.SolverConfig(), args)
     if args.reg is not None:
@@ -34,8 +37,7 @@ def run(args: argparse.Namespace) -> None:
     x = evaluation.eval_images(nets, args.num_images, args.split)
     print(f"{name}: {len(x)} {args.split} images {x.shape[1:]} of {nets.data.name}, "
           f"solver {solver}")
-    methods, recon, params = evaluation.run_restore(nets, x, task=args.task, solver=solver,
-                                                    mask_kind=args.mask)
+    methods, recon, params = evaluation.run_restore(nets, x, task=name, solver=solver)
     x_dagger = params.pop("degraded_input")
     results = {"experiment": args.task, "dataset": nets.data.name,
                "image_shape": list(x.shape[1:]), "num_images": len(x), "split": args.split,

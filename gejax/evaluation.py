@@ -31,6 +31,7 @@ from gejax import (
     models,
     operators,
     parallel,
+    tasks,
     training,
     validate,
 )
@@ -78,6 +79,9 @@ class Networks:
     # "ge0": BEGAN D's encoder; "ge1": GE1's conv encoder ("ae"); "ge1_<s>": from "ae_<s>"
     encoders: dict[str, Partial]
     data: data.DataConfig
+    # task -> (autoencoder name, encoder) of those trained with --corrupt <task>; kept out
+    # of `encoders`, which are the paper's clean-image encoders.
+    task_encoders: dict[str, tuple[str, Partial]] = dataclasses.field(default_factory=dict)
 
     def encoder_for(self, method: str, m: int) -> Partial | None:
         """The `method` ("ge0" or "ge1") encoder with m outputs, if the workdir has one."""
@@ -97,11 +101,17 @@ def load_networks(workdir: str) -> Networks:
         raise ValueError(f"workdir {workdir} does not exist")
     began, g_params, d_params = training.load_began(workdir)
     encoders = {"ge0": models.began_encoder_fn(d_params, began)}
+    task_encoders = {}
     for name in training.ae_names(workdir):
         ae, ae_params = training.load_ae(workdir, name)
-        encoders["ge1" + name[2:]] = models.ae_encoder_fn(ae_params, ae)
+        corrupt = checkpoint.section(workdir, f"{name}_train", training.AETrainConfig).corrupt
+        if corrupt == "none":
+            encoders["ge1" + name[2:]] = models.ae_encoder_fn(ae_params, ae)
+        else:  # the first by name, if several were trained for one task
+            task_encoders.setdefault(corrupt, (name, models.ae_encoder_fn(ae_params, ae)))
     data_cfg = checkpoint.section(workdir, "data", data.DataConfig)
-    return Networks(began, models.generator_fn(g_params, began), encoders, data_cfg)
+    return Networks(began, models.generator_fn(g_params, began), encoders, data_cfg,
+                    task_encoders)
 
 
 def check_m(m: int, image_shape: tuple[int, ...]) -> None:
@@ -305,57 +315,9 @@ def cs_results(nets: Networks, workdir: str, x: np.ndarray, m: int, solver: Solv
             **provenance(solver, workdir)}
 
 
-TASKS = ("denoise", "deblur", "superres", "inpaint")
-NOISE_SIGMA = 0.4  # the paper's additive Gaussian noise
-SR_FACTOR = 4  # the paper's 64x64 -> 16x16
-
-
-def blur_sigma(image_size: int) -> float:
-    """Blur width for the deblurring task: 1.5 px at 32x32, scaled with the image side."""
-    return 1.5 * image_size / 32
-
-
-def degrade(task: str, x: np.ndarray, key: jax.Array, mask_kind: str = "block"):
-    """The degraded input x_dagger of a task, and S, the operator GE applies to G(z).
-
-    Returns (x_dagger (N, H, W, C), S as a per-example callable, task parameters).
-    """
-    shape = x.shape[1:]
-    if task == "denoise":
-        return np.asarray(operators.gaussian_noise(x, key, sigma=NOISE_SIGMA)), None, {
-            "sigma": NOISE_SIGMA}
-    if task == "deblur":
-        sigma = blur_sigma(shape[0])
-        return np.asarray(operators.gaussian_blur(x, sigma=sigma)), None, {"blur_sigma": sigma}
-    if task == "superres":
-        # x_dagger is the bicubic up-sampling of the low-resolution image (the paper's
-        # preconditioner); S maps G(z) through the same down- and up-sampling.
-        s = Partial(_down_up(SR_FACTOR))
-        return np.asarray(s(x)), s, {"factor": SR_FACTOR}
-    if task == "inpaint":
-        if mask_kind == "block":
-            mask = operators.block_mask(shape)
-        elif mask_kind == "lines":
-            mask = operators.line_mask(key, shape)
-        else:
-            raise ValueError(f"unknown mask {mask_kind!r}: use 'block' or 'lines'")
-        s = Partial(operators.apply_mask, mask=mask)
-        return np.asarray(s(x)), s, {"mask": mask_kind, "mask_array": np.asarray(mask)}
-    raise ValueError(f"unknown task {task!r}: use one of {', '.join(TASKS)}")
-
-
-@functools.cache
-def _down_up(factor: int) -> Callable:
-    """S for super-resolution: down-sample by `factor`, then bicubic back (factor static)."""
-
-    def down_up(x):
-        return operators.bicubic_upsample(operators.downsample(x, factor), factor)
-
-    return down_up
-
-
 def classical_baselines(task: str, params: dict) -> dict[str, Callable]:
     """The classical methods a user would reach for: name -> x_dagger -> x_hat."""
+    tasks.check_name(task)
     if task == "denoise":
         return {"bm3d": functools.partial(baselines.bm3d_denoise, sigma=params["sigma"])}
     if task == "deblur":
@@ -372,28 +334,31 @@ def classical_baselines(task: str, params: dict) -> dict[str, Callable]:
                     baselines.blind_richardson_lucy_deconvolve, kernel_size=size, num_iter=100)}
     if task == "superres":
         return {"bicubic": lambda x_dagger: np.clip(x_dagger, 0, 1)}
-    if task == "inpaint":
-        return {"biharmonic": functools.partial(baselines.biharmonic_inpaint,
-                                                mask=params["mask_array"])}
-    raise ValueError(f"unknown task {task!r}")
+    return {"biharmonic": functools.partial(baselines.biharmonic_inpaint,
+                                            mask=np.asarray(params["mask_array"]))}
 
 
 def run_restore(nets: Networks, x: np.ndarray, *, task: str, solver: SolverConfig,
-                mask_kind: str = "block", log=print) -> tuple[dict, dict, dict]:
+                log=print) -> tuple[dict, dict, dict]:
     """Restore degraded copies of x with GE (eq. 5/6) and the classical baselines.
+
+    `task` is one of gejax.tasks.NAMES. GE runs with each encoder the workdir has: GE0,
+    GE1 and, as "ge1_task", an encoder trained on this task's degradation
+    (train.ae --corrupt <task>) if there is one.
 
     Returns (methods dict of results.json, {method: images}, task parameters).
     """
     key = jax.random.key(solver.seed)
     k_degrade, k_solve = jax.random.split(key)
-    x_dagger, s, params = degrade(task, x, k_degrade, mask_kind)
+    s, params = tasks.operator(task, x.shape[1:], k_degrade)
+    x_dagger = np.asarray(tasks.degrade(task, jnp.asarray(x), k_degrade))
     results, images = {}, {}
 
-    def record(name, x_hat, seconds):
-        results[name] = summarize(x_hat, x, seconds)
+    def record(name, x_hat, seconds, **extra):
+        results[name] = summarize(x_hat, x, seconds, **extra)
         images[name] = np.clip(x_hat, 0, 1)
         r = results[name]
-        log(f"{name:>16}  MSE {r['mse']:.5f} +- {r['mse_std']:.5f}  PSNR {r['psnr']:5.2f}  "
+        log(f"{name:>21}  MSE {r['mse']:.5f} +- {r['mse_std']:.5f}  PSNR {r['psnr']:5.2f}  "
             f"SSIM {r['ssim']:.3f}  {seconds:6.1f}s")
 
     record("degraded", x_dagger, 0.0)
@@ -401,14 +366,16 @@ def run_restore(nets: Networks, x: np.ndarray, *, task: str, solver: SolverConfi
         t0 = time.perf_counter()
         x_hat = baseline(x_dagger)
         record(name, x_hat, time.perf_counter() - t0)
-    for name in ("ge0", "ge1"):
-        encoder = nets.encoders.get(name)
+    ge = {"ge0": nets.encoders.get("ge0"), "ge1": nets.encoders.get("ge1")}
+    task_ae, ge["ge1_task"] = nets.task_encoders.get(task, (None, None))
+    for name, encoder in ge.items():
         if encoder is None:
             continue
         measure = ge_measure(encoder, s)
         y = jax.vmap(encoder)(jnp.asarray(x_dagger))  # EN(x_dagger), paper eq. 6
         x_hat, seconds = _solve(nets, measure, y, solver, solver.reg_ge, k_solve,
-                                   name.upper())
-        record(name, x_hat, seconds)
+                                name.upper())
+        extra = {"encoder": task_ae} if name == "ge1_task" else {}
+        record(name, x_hat, seconds, **extra)
     params = {k: v for k, v in params.items() if k != "mask_array"}
     return results, images, {"degraded_input": x_dagger, **params}

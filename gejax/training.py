@@ -22,7 +22,7 @@ import optax
 from flax.training.train_state import TrainState
 from tqdm import tqdm
 
-from gejax import checkpoint, data, models, parallel, plotting, validate
+from gejax import checkpoint, data, models, parallel, plotting, tasks, validate
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,12 +64,20 @@ def began_paper() -> BeganTrainConfig:
 
 @dataclasses.dataclass(frozen=True)
 class AETrainConfig:
-    """GE1's autoencoder: squared-error reconstruction (paper eq. 1) of real and fake images."""
+    """GE1's autoencoder: squared-error reconstruction (paper eq. 1) of real and fake images.
+
+    `corrupt` names a restoration task (gejax.tasks.NAMES) to train an encoder for it: a
+    `corrupt_fraction` of the inputs is degraded as the task degrades x_dagger, while the
+    target stays the clean image, so EN learns to give a degraded image the code of its
+    clean original. "none" is the paper's GE1.
+    """
 
     steps: int = 1500
     batch_size: int = 64
     learning_rate: float = 1e-3
     fake_fraction: float = 0.5
+    corrupt: str = "none"
+    corrupt_fraction: float = 0.5
     seed: int = 0
     checkpoint_every: int = 500
     log_every: int = 25
@@ -90,12 +98,16 @@ def check_config(cfg: BeganTrainConfig | AETrainConfig) -> None:
         value, flag = getattr(cfg, f.name), f"--{f.name}"
         if f.name == "seed":
             validate.integer(value, flag, 0)
+        elif f.name == "corrupt":
+            if value != "none":
+                tasks.check_name(value)
         elif f.type in (int, "int"):
             validate.integer(value, flag, 1)
         else:
             validate.number(value, flag, positive=f.name == "learning_rate")
-    if isinstance(cfg, AETrainConfig) and not cfg.fake_fraction <= 1:
-        raise ValueError(f"--fake_fraction must be in [0, 1], got {cfg.fake_fraction}")
+    for name in ("fake_fraction", "corrupt_fraction"):
+        if isinstance(cfg, AETrainConfig) and not getattr(cfg, name) <= 1:
+            raise ValueError(f"--{name} must be in [0, 1], got {getattr(cfg, name)}")
 
 
 def _adam(cfg) -> optax.GradientTransformation:
@@ -314,17 +326,29 @@ def ae_init(model: models.AEConfig, cfg: AETrainConfig) -> TrainState:
 def ae_step(state: TrainState, real: jax.Array, key: jax.Array, *, g_params,
             began: models.BeganConfig, cfg: AETrainConfig
             ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One step on a batch whose first `fake_fraction` part is replaced by G(z) (paper sec. 3)."""
+    """One step on a batch whose first `fake_fraction` part is replaced by G(z) (paper sec. 3).
+
+    With `cfg.corrupt`, each input is degraded with probability `corrupt_fraction`; the
+    target is always the clean batch.
+    """
     n_fake = int(round(cfg.fake_fraction * real.shape[0]))
     z = jax.random.normal(key, (n_fake, began.latent_dim))
     fake = models.Generator(began).apply(g_params, z)
     # Unclipped: the solver feeds EN exactly what G makes.
     batch = jnp.concatenate([fake, real[n_fake:]], axis=0)
+    inputs = batch
+    if cfg.corrupt != "none":
+        # Keys of their own, so that z, and the paper's GE1, are as without --corrupt.
+        k_pick, k_corrupt = jax.random.split(jax.random.fold_in(key, 1))
+        picked = jax.random.bernoulli(k_pick, cfg.corrupt_fraction, (batch.shape[0], 1, 1, 1))
+        inputs = jnp.where(picked, tasks.degrade(cfg.corrupt, batch, k_corrupt), batch)
 
     def loss(params):
-        rec = state.apply_fn(params, batch)
+        rec = state.apply_fn(params, inputs)
         err = jnp.mean((rec - batch) ** 2, axis=(1, 2, 3))
-        return jnp.mean(err), (jnp.mean(err[:n_fake]) if n_fake else 0.0, jnp.mean(err[n_fake:]))
+        # A part with no images (fake_fraction 0 or 1) reports 0, not the NaN of an empty mean.
+        return jnp.mean(err), tuple(jnp.mean(part) if part.size else 0.0
+                                    for part in (err[:n_fake], err[n_fake:]))
 
     (value, (fake_mse, real_mse)), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
     return state.apply_gradients(grads=grads), {"loss": value, "fake_mse": fake_mse,

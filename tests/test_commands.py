@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from evaluate import cs, restore
+from gejax import evaluation
 from train import ae, began
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -40,9 +41,10 @@ def workdir(tmp_path_factory):
     again = _cli("train.began", "--workdir", w, "--steps", "4")
     assert again.returncode == 0, again.stderr
     assert "resuming from step 2" in again.stdout
-    for name, m in (("ae", 6), ("ae_m4", 4)):
+    for name, m, corrupt in (("ae", 6, "none"), ("ae_m4", 4, "none"),
+                             ("ae_denoise", 6, "denoise")):
         _run(ae, "--workdir", w, "--name", name, "--steps", 2, "--depth", 2, "--filters", 2,
-             "--code_dim", m, "--batch_size", 4, "--log_every", 1)
+             "--code_dim", m, "--batch_size", 4, "--log_every", 1, "--corrupt", corrupt)
     return w
 
 
@@ -103,7 +105,18 @@ def test_restore_writes_every_output(workdir, tmp_path, task, mask, baseline):
     _check_schema(results, task, ["degraded", baseline, "ge0", "ge1"])
     if task == "deblur":
         assert "blind_richardson_lucy" in results["methods"]
+    # The workdir's denoising encoder serves denoising only.
+    if task == "denoise":
+        assert results["methods"]["ge1_task"]["encoder"] == "ae_denoise"
+    else:
+        assert "ge1_task" not in results["methods"]
     assert list(tmp_path.glob("figure*.png"))
+
+
+def test_task_encoders_stay_out_of_compressed_sensing(workdir):
+    nets = evaluation.load_networks(str(workdir))
+    assert sorted(nets.encoders) == ["ge0", "ge1", "ge1_m4"]
+    assert list(nets.task_encoders) == ["denoise"]
 
 
 @pytest.mark.parametrize("module,args,message", [

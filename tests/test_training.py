@@ -1,6 +1,7 @@
 import dataclasses
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -96,6 +97,41 @@ def test_autoencoder_trains_on_real_and_fake(tmp_path, npz):
     assert model == ae
     for a, b in zip(_leaves(state.params), _leaves(params), strict=True):
         np.testing.assert_array_equal(a, b)
+
+
+def _ae_step(corrupt="none", corrupt_fraction=0.5, fake_fraction=0.5):
+    ae = models.AEConfig(image_size=8, channels=1, depth=2, filters=2, code_dim=6)
+    cfg = training.AETrainConfig(batch_size=4, corrupt=corrupt, corrupt_fraction=corrupt_fraction,
+                                 fake_fraction=fake_fraction)
+    g_params = models.Generator(MODEL).init(jax.random.key(0), jnp.zeros((1, 3)))
+    real = jax.random.uniform(jax.random.key(1), (4, 8, 8, 1))
+    state, metrics = training.ae_step(training.ae_init(ae, cfg), real, jax.random.key(2),
+                                      g_params=g_params, began=MODEL, cfg=cfg)
+    return _leaves(state.params), {k: float(v) for k, v in metrics.items()}
+
+
+@pytest.mark.parametrize("fake_fraction", [0.0, 1.0])
+def test_autoencoder_step_on_only_real_or_only_fake_images_is_finite(fake_fraction):
+    _, metrics = _ae_step(fake_fraction=fake_fraction)
+    assert all(np.isfinite(v) for v in metrics.values()), metrics
+
+
+def test_corrupted_inputs_change_the_step_and_nothing_else():
+    plain, plain_metrics = _ae_step()
+    # No input picked for corruption: the very step of the paper's GE1 (same z, same batch).
+    unpicked, unpicked_metrics = _ae_step("denoise", 0.0)
+    assert unpicked_metrics["loss"] == plain_metrics["loss"]
+    for a, b in zip(plain, unpicked, strict=True):
+        np.testing.assert_array_equal(a, b)
+    _, noisy_metrics = _ae_step("denoise", 1.0)
+    assert noisy_metrics["loss"] != plain_metrics["loss"]
+
+
+@pytest.mark.parametrize("field,value,message", [("corrupt", "colorize", "unknown task"),
+                                                 ("corrupt_fraction", 1.5, "in \\[0, 1\\]")])
+def test_autoencoder_refuses_bad_corruption(field, value, message):
+    with pytest.raises(ValueError, match=message):
+        training.check_config(training.AETrainConfig(**{field: value}))
 
 
 def test_autoencoder_needs_a_began(tmp_path):
