@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 
-from gejax import data, evaluation, models
+from gejax import data, evaluation, models, tasks
 
 
 def test_shipped_checkpoints_load_and_match_the_presets():
@@ -12,6 +12,8 @@ def test_shipped_checkpoints_load_and_match_the_presets():
     assert nets.data == data.DataConfig()
     assert nets.code_dims == {"ge0": 128, "ge1": 128, "ge1_m32": 32, "ge1_m64": 64,
                               "ge1_m256": 256}
+    assert {t: name for t, (name, _) in nets.task_encoders.items()} == {
+        "denoise": "ae_denoise", "deblur": "ae_deblur"}
     z = jax.random.normal(jax.random.key(0), (8, nets.began.latent_dim))
     x = np.asarray(jax.vmap(nets.generator)(z))
     assert x.shape == (8, 32, 32, 1) and np.isfinite(x).all()
@@ -26,3 +28,23 @@ def test_shipped_autoencoder_separates_images():
     codes = np.asarray(jax.vmap(nets.encoders["ge1"])(x))
     dists = np.linalg.norm(codes[:, None] - codes[None], axis=-1)
     assert np.all(dists[~np.eye(16, dtype=bool)] > 1e-3)
+
+
+def _code_shift(encoder, x, x_dagger):
+    """Mean ||EN(x_dagger) - EN(x)|| over mean ||EN(x_i) - EN(x_j)||: how far degrading a
+    digit moves its code, in units of the distance between two different digits."""
+    clean, degraded = (np.asarray(jax.vmap(encoder)(v)) for v in (x, x_dagger))
+    between = np.linalg.norm(clean[:, None] - clean[None], axis=-1)
+    return np.linalg.norm(degraded - clean, axis=-1).mean() / between[between > 0].mean()
+
+
+def test_shipped_task_encoders_give_a_degraded_digit_the_code_of_its_original():
+    # What GE needs when S is the identity: EN(x_dagger) close to EN(x). GE1, trained on
+    # clean digits only, moves a noisy digit's code by about the distance between digits.
+    nets = evaluation.load_networks(evaluation.default_workdir())
+    x = evaluation.eval_images(nets, 16)
+    for task, (_, encoder) in nets.task_encoders.items():
+        x_dagger = tasks.degrade(task, x, jax.random.key(0))
+        shift = _code_shift(encoder, x, x_dagger)
+        assert shift < 0.35, (task, shift)
+        assert shift < _code_shift(nets.encoders["ge1"], x, x_dagger), task
