@@ -24,12 +24,13 @@ def run(args: argparse.Namespace) -> None:
     if args.reg is not None:
         solver = dataclasses.replace(solver, reg_ge=args.reg, reg_ga=args.reg)
     evaluation.check_solver(solver)
-    out_dir = evaluation.prepare_out(args.out or f"results/cs_m{args.m}")
     nets = evaluation.load_networks(workdir)
     x = evaluation.eval_images(nets, args.num_images, args.split)
     ms = [int(v) for v in args.sweep.split(",")] if args.sweep else []
     for m in [args.m, *ms]:
         evaluation.check_m(m, x.shape[1:])
+    # After the checks, so that a mistyped m leaves no empty results/cs_m<m> behind.
+    out_dir = evaluation.prepare_out(args.out or f"results/cs_m{args.m}")
     print(f"compressed sensing: {len(x)} {args.split} images {x.shape[1:]} of "
           f"{nets.data.name}, m={args.m}, solver {solver}")
     methods, recon = evaluation.run_cs(nets, x, m=args.m, solver=solver,
