@@ -2,6 +2,7 @@
 
     python -m train.ae --workdir ckpt [--steps N --code_dim 128 --fake_fraction 0.5]
     python -m train.ae --workdir ckpt --name ae_m64 --code_dim 64   # for the m sweep
+    python -m train.ae --workdir ckpt --name ae_denoise --corrupt denoise   # a task encoder
 
 Needs a BEGAN in the same workdir (python -m train.began). Resumes like train.began.
 """
