@@ -81,7 +81,7 @@ class Networks:
     data: data.DataConfig
     # task -> (autoencoder name, encoder) of those trained with --corrupt <task>; kept out
     # of `encoders`, which are the paper's clean-image encoders.
-    task_encoders: dict[str, tuple[str, Partial]] = dataclasses.field(default_factory=dict)
+    task_encoders: dict[str, tuple[str, Partial]]
 
     def encoder_for(self, method: str, m: int) -> Partial | None:
         """The `method` ("ge0" or "ge1") encoder with m outputs, if the workdir has one."""

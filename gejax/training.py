@@ -105,9 +105,10 @@ def check_config(cfg: BeganTrainConfig | AETrainConfig) -> None:
             validate.integer(value, flag, 1)
         else:
             validate.number(value, flag, positive=f.name == "learning_rate")
-    for name in ("fake_fraction", "corrupt_fraction"):
-        if isinstance(cfg, AETrainConfig) and not getattr(cfg, name) <= 1:
-            raise ValueError(f"--{name} must be in [0, 1], got {getattr(cfg, name)}")
+    if isinstance(cfg, AETrainConfig):
+        for name in ("fake_fraction", "corrupt_fraction"):
+            if not getattr(cfg, name) <= 1:
+                raise ValueError(f"--{name} must be in [0, 1], got {getattr(cfg, name)}")
 
 
 def _adam(cfg) -> optax.GradientTransformation:
