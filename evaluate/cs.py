@@ -29,12 +29,14 @@ def run(args: argparse.Namespace) -> None:
     ms = [int(v) for v in args.sweep.split(",")] if args.sweep else []
     for m in [args.m, *ms]:
         evaluation.check_m(m, x.shape[1:])
-    # After the checks, so that a mistyped m leaves no empty results/cs_m<m> behind.
+    methods = args.methods.split(",")
+    evaluation.check_methods(methods)
+    # After the checks, so that a mistyped flag leaves no empty results/cs_m<m> behind.
     out_dir = evaluation.prepare_out(args.out or f"results/cs_m{args.m}")
     print(f"compressed sensing: {len(x)} {args.split} images {x.shape[1:]} of "
           f"{nets.data.name}, m={args.m}, solver {solver}")
     methods, recon = evaluation.run_cs(nets, x, m=args.m, solver=solver,
-                                       methods=args.methods.split(","),
+                                       methods=methods,
                                        lasso_alpha=args.lasso_alpha)
     results = evaluation.cs_results(nets, workdir, x, args.m, solver, methods)
     results["split"] = args.split

@@ -121,6 +121,12 @@ def check_m(m: int, image_shape: tuple[int, ...]) -> None:
         raise ValueError(f"m must be in [1, {n_pixels}] (the number of pixels), got {m}")
 
 
+def check_methods(methods) -> None:
+    unknown = set(methods) - set(CS_METHODS)
+    if unknown:
+        raise ValueError(f"unknown methods {sorted(unknown)}: use {', '.join(CS_METHODS)}")
+
+
 def check_solver(solver: SolverConfig) -> None:
     """Refuse solver settings that cannot run, before any work is done."""
     validate.integer(solver.steps, "--steps", 1)
@@ -189,9 +195,7 @@ def run_cs(nets: Networks, x: np.ndarray, *, m: int, solver: SolverConfig,
 
     Returns (results dict of DESIGN.md, {method: reconstructions}).
     """
-    unknown = set(methods) - set(CS_METHODS)
-    if unknown:
-        raise ValueError(f"unknown methods {sorted(unknown)}: use {', '.join(CS_METHODS)}")
+    check_methods(methods)
     check_m(m, x.shape[1:])
     n_pixels = int(np.prod(x.shape[1:]))
     validate.number(lasso_alpha, "lasso_alpha", positive=True)

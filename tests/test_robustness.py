@@ -144,13 +144,19 @@ CLI = {
 
 
 @pytest.fixture(scope="module")
-def cli_runs(broken):
+def cli_cwd(tmp_path_factory):
+    """Where the refused commands run, to see what they leave behind."""
+    return tmp_path_factory.mktemp("cwd")
+
+
+@pytest.fixture(scope="module")
+def cli_runs(broken, cli_cwd):
     """Every command of CLI at once (they are independent; this keeps the suite short)."""
-    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT))
     few = ["--num_images", "2"]  # the tiny workdir has 4 test images
     procs = {case: subprocess.Popen(
         [sys.executable, "-m", module, *(a.format(root=broken) for a in args),
-         *(few if module == "evaluate.cs" else [])], cwd=ROOT,
+         *(few if module == "evaluate.cs" else [])], cwd=cli_cwd,
         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         for case, (module, args, _) in CLI.items()}
     return {case: (p.wait(timeout=300), p.stderr.read()) for case, p in procs.items()}
@@ -165,6 +171,10 @@ def test_command_refuses_with_one_line(cli_runs, case):
     assert "Traceback" not in stderr
     if case == "damaged checkpoint":
         assert "move it aside" in errors[0]
+
+
+def test_refused_commands_leave_no_output_folder(cli_runs, cli_cwd):
+    assert not (cli_cwd / "results").exists(), list((cli_cwd / "results").iterdir())
 
 
 # Interrupted and damaged runs.
