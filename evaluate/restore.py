@@ -37,7 +37,8 @@ def run(args: argparse.Namespace) -> None:
     x = evaluation.eval_images(nets, args.num_images, args.split)
     print(f"{name}: {len(x)} {args.split} images {x.shape[1:]} of {nets.data.name}, "
           f"solver {solver}")
-    methods, recon, params = evaluation.run_restore(nets, x, task=name, solver=solver)
+    methods, recon, params = evaluation.run_restore(nets, x, task=name, solver=solver,
+                                                    keep_observed=args.keep_observed)
     x_dagger = params.pop("degraded_input")
     results = {"experiment": args.task, "dataset": nets.data.name,
                "image_shape": list(x.shape[1:]), "num_images": len(x), "split": args.split,
@@ -64,6 +65,9 @@ def parser() -> argparse.ArgumentParser:
                                 description=__doc__.split("\n")[0])
     p.add_argument("--task", required=True, help="denoise, deblur, superres or inpaint")
     p.add_argument("--mask", default="block", choices=("block", "lines"), help="inpaint mask")
+    p.add_argument("--keep_observed", default=True, action=argparse.BooleanOptionalAction,
+                   help="inpaint: keep the observed pixels in GE's output, M x_dagger + "
+                   "(1 - M) G(z*); --no-keep_observed gives G(z*), the paper's output")
     p.add_argument("--workdir", default=None, help="trained checkpoints (default: shipped)")
     p.add_argument("--split", default="test", choices=("test", "train"),
                    help="report on test; tune hyper-parameters on train")

@@ -343,12 +343,14 @@ def classical_baselines(task: str, params: dict) -> dict[str, Callable]:
 
 
 def run_restore(nets: Networks, x: np.ndarray, *, task: str, solver: SolverConfig,
-                log=print) -> tuple[dict, dict, dict]:
+                keep_observed: bool = True, log=print) -> tuple[dict, dict, dict]:
     """Restore degraded copies of x with GE (eq. 5/6) and the classical baselines.
 
     `task` is one of gejax.tasks.NAMES. GE runs with each encoder the workdir has: GE0,
     GE1 and, as "ge1_task", an encoder trained on this task's degradation
-    (train.ae --corrupt <task>) if there is one.
+    (train.ae --corrupt <task>) if there is one. In inpainting, `keep_observed` returns
+    M x_dagger + (1 - M) G(z*), the pixels GE was given kept as they are (as biharmonic
+    inpainting and Yeh et al. 2017 do); False returns G(z*), the paper's output.
 
     Returns (methods dict of results.json, {method: images}, task parameters).
     """
@@ -356,6 +358,10 @@ def run_restore(nets: Networks, x: np.ndarray, *, task: str, solver: SolverConfi
     k_degrade, k_solve = jax.random.split(key)
     s, params = tasks.operator(task, x.shape[1:], k_degrade)
     x_dagger = np.asarray(tasks.degrade(task, jnp.asarray(x), k_degrade))
+    mask = params.get("mask_array")
+    if mask is not None:
+        mask = np.asarray(mask)
+        params["keep_observed"] = keep_observed
     results, images = {}, {}
 
     def record(name, x_hat, seconds, **extra):
@@ -379,6 +385,8 @@ def run_restore(nets: Networks, x: np.ndarray, *, task: str, solver: SolverConfi
         y = jax.vmap(encoder)(jnp.asarray(x_dagger))  # EN(x_dagger), paper eq. 6
         x_hat, seconds = _solve(nets, measure, y, solver, solver.reg_ge, k_solve,
                                 name.upper())
+        if mask is not None and keep_observed:
+            x_hat = mask * x_dagger + (1 - mask) * x_hat
         extra = {"encoder": task_ae} if name == "ge1_task" else {}
         record(name, x_hat, seconds, **extra)
     params = {k: v for k, v in params.items() if k != "mask_array"}

@@ -113,6 +113,26 @@ def test_restore_writes_every_output(workdir, tmp_path, task, mask, baseline):
     assert list(tmp_path.glob("figure*.png"))
 
 
+@pytest.mark.parametrize("task", ["inpaint_block", "inpaint_lines"])
+def test_inpainting_keeps_the_observed_pixels_only_when_asked(workdir, task):
+    nets = evaluation.load_networks(str(workdir))
+    x = evaluation.eval_images(nets, 2)
+    solver = evaluation.SolverConfig(steps=2, restarts=1)
+    kept, kept_images, params = evaluation.run_restore(nets, x, task=task, solver=solver,
+                                                       log=lambda *a: None)
+    paper, paper_images, _ = evaluation.run_restore(nets, x, task=task, solver=solver,
+                                                    keep_observed=False, log=lambda *a: None)
+    # The tiny images are uniform noise, so x_dagger = M x is 0 exactly under the mask.
+    observed = params["degraded_input"] != 0
+    assert params["keep_observed"] and observed.any()
+    for name in ("ge0", "ge1"):
+        kept_x, g_x = kept_images[name], paper_images[name]
+        np.testing.assert_allclose(kept_x[observed], x[observed], atol=1e-6)
+        assert not np.allclose(g_x[observed], x[observed], atol=1e-3)
+        np.testing.assert_allclose(kept_x[~observed], g_x[~observed])
+    assert kept["biharmonic"]["mse"] == paper["biharmonic"]["mse"]
+
+
 def test_task_encoders_stay_out_of_compressed_sensing(workdir):
     nets = evaluation.load_networks(str(workdir))
     assert sorted(nets.encoders) == ["ge0", "ge1", "ge1_m4"]
