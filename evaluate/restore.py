@@ -3,10 +3,12 @@
     python -m evaluate.restore --task denoise|deblur|superres|inpaint [--mask block|lines]
 
 denoise: Gaussian noise sigma 0.4, vs BM3D. deblur: Gaussian blur, vs Wiener and
-Richardson-Lucy deconvolution with the true kernel (GE is blind). superres: 4x
+Richardson-Lucy deconvolution with the true kernel and blind Richardson-Lucy given only
+its size (GE0 and GE1 are blind; ge1_task's encoder was trained on this blur). superres: 4x
 down-sampling, the bicubic up-sampling is both the baseline and GE's x_dagger.
 inpaint: a centre block (30x30 at 64x64) or hand-drawn-like lines, vs biharmonic
-inpainting. GE solves z* = argmin ||EN(S G(z)) - EN(x_dagger)||^2 + lambda ||z||^2
+inpainting; GE's output keeps the observed pixels (--no-keep_observed: G(z*), as the
+paper). GE solves z* = argmin ||EN(S G(z)) - EN(x_dagger)||^2 + lambda ||z||^2
 with GE0, GE1 and, as "ge1_task", an encoder trained for the task if the workdir has
 one (python -m train.ae --name ae_denoise --corrupt denoise; the task names are
 gejax.tasks.NAMES). Writes results.json, results.md and a figure to --out (default

@@ -13,7 +13,8 @@ def test_shipped_checkpoints_load_and_match_the_presets():
     assert nets.code_dims == {"ge0": 128, "ge1": 128, "ge1_m32": 32, "ge1_m64": 64,
                               "ge1_m256": 256}
     assert {t: name for t, (name, _) in nets.task_encoders.items()} == {
-        "denoise": "ae_denoise", "deblur": "ae_deblur"}
+        "denoise": "ae_denoise", "deblur": "ae_deblur", "inpaint_block": "ae_inpaint_block",
+        "inpaint_lines": "ae_inpaint_lines"}
     z = jax.random.normal(jax.random.key(0), (8, nets.began.latent_dim))
     x = np.asarray(jax.vmap(nets.generator)(z))
     assert x.shape == (8, 32, 32, 1) and np.isfinite(x).all()
@@ -41,10 +42,12 @@ def _code_shift(encoder, x, x_dagger):
 def test_shipped_task_encoders_give_a_degraded_digit_the_code_of_its_original():
     # What GE needs when S is the identity: EN(x_dagger) close to EN(x). GE1, trained on
     # clean digits only, moves a noisy digit's code by about the distance between digits.
+    # A 15x15 hole takes away most of a 32x32 digit, so there the code cannot come all the
+    # way back (measured: 0.57 against GE1's 0.75; the others 0.18 to 0.28).
     nets = evaluation.load_networks(evaluation.default_workdir())
     x = evaluation.eval_images(nets, 16)
     for task, (_, encoder) in nets.task_encoders.items():
         x_dagger = tasks.degrade(task, x, jax.random.key(0))
         shift = _code_shift(encoder, x, x_dagger)
-        assert shift < 0.35, (task, shift)
+        assert shift < (0.65 if task == "inpaint_block" else 0.35), (task, shift)
         assert shift < _code_shift(nets.encoders["ge1"], x, x_dagger), task
