@@ -122,6 +122,7 @@ def check_m(m: int, image_shape: tuple[int, ...]) -> None:
 
 
 def check_methods(methods) -> None:
+    """Refuse compressed-sensing methods other than CS_METHODS."""
     unknown = set(methods) - set(CS_METHODS)
     if unknown:
         raise ValueError(f"unknown methods {sorted(unknown)}: use {', '.join(CS_METHODS)}")

@@ -40,8 +40,8 @@ def _code_shift(encoder, x, x_dagger):
 
 
 def test_shipped_task_encoders_give_a_degraded_digit_the_code_of_its_original():
-    # What GE needs when S is the identity: EN(x_dagger) close to EN(x). GE1, trained on
-    # clean digits only, moves a noisy digit's code by about the distance between digits.
+    # What a task encoder is for: EN(x_dagger) close to EN(x). GE1, trained on clean
+    # digits only, moves a noisy digit's code by about the distance between digits.
     # A 15x15 hole takes away most of a 32x32 digit, so there the code cannot come all the
     # way back (measured: 0.57 against GE1's 0.75; the others 0.18 to 0.28).
     nets = evaluation.load_networks(evaluation.default_workdir())
