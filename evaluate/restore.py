@@ -46,6 +46,7 @@ def run(args: argparse.Namespace) -> None:
                "image_shape": list(x.shape[1:]), "num_images": len(x), "split": args.split,
                "seed": solver.seed,
                "task": params, "methods": methods,
+               "g_floor": evaluation.g_floor(nets, x, solver),
                **evaluation.provenance(solver, workdir)}
 
     def figures(out: Path):

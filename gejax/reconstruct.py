@@ -260,3 +260,22 @@ def reconstruct(generator: Callable, measure: Callable, y: jax.typing.ArrayLike,
     else:
         out = _solve_scan(generator, measure, y, z, opt_state, reg, steps=int(steps))
     return out if out.x_hat.shape[0] == n else Reconstruction(*(a[:n] for a in out))
+
+
+def projection_floor(generator: Callable, x: jax.typing.ArrayLike, *, key: jax.Array,
+                     latent_dim: int, num_restarts: int = 2, steps: int = 500,
+                     learning_rate: float = 0.1, mesh: jax.sharding.Mesh | None = None,
+                     progress: Callable[[int], None] | None = None) -> jax.Array:
+    """G's floor on images x (B, H, W, C): per-image MSE of G(z*), z* = argmin ||G(z) - x||^2.
+
+    The measurement is x itself and lambda is 0, so no method that returns some G(z) can
+    beat it on these images: it tells a weak G from a weak encoder or solver. G(z*) is
+    clipped to [0, 1] as every reported reconstruction is. Returns (B,) per-pixel MSEs.
+    """
+    x = jnp.asarray(x, jnp.float32)
+    out = reconstruct(generator, _identity, x, key=key, latent_dim=latent_dim,
+                      num_restarts=num_restarts, steps=steps, learning_rate=learning_rate,
+                      reg=0.0, progress=progress, mesh=mesh)
+    # Gathering is collective across hosts: only with a mesh do all processes take part.
+    x_hat = jnp.clip(out.x_hat if mesh is None else parallel.to_host(out.x_hat), 0.0, 1.0)
+    return jnp.mean((x_hat - x) ** 2, axis=tuple(range(1, x.ndim)))

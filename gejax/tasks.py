@@ -12,6 +12,7 @@ import functools
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 from jax.tree_util import Partial
 from jax.typing import ArrayLike
 
@@ -66,6 +67,19 @@ def degrade(name: str, x: ArrayLike, key: jax.Array) -> jax.Array:
     if name == "deblur":
         return operators.gaussian_blur(x, sigma=params["blur_sigma"])
     return s(x)
+
+
+def degrade_any(x: ArrayLike, key: jax.Array) -> jax.Array:
+    """Each image of x (N, H, W, C) degraded by one task of NAMES, picked uniformly per image.
+
+    For one encoder that serves every task (train.ae --corrupt all): all tasks degrade the
+    whole batch (cheap beside the encoder's step) and each image keeps one of them.
+    """
+    x = jnp.asarray(x)
+    k_pick, *keys = jax.random.split(key, 1 + len(NAMES))
+    versions = jnp.stack([degrade(name, x, k) for name, k in zip(NAMES, keys, strict=True)])
+    pick = jax.random.randint(k_pick, (x.shape[0],), 0, len(NAMES))
+    return versions[pick, jnp.arange(x.shape[0])]
 
 
 @functools.cache

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import json
 import math
 import time
 from pathlib import Path
@@ -23,6 +24,7 @@ from flax.training.train_state import TrainState
 from tqdm import tqdm
 
 from gejax import checkpoint, data, models, parallel, plotting, tasks, validate
+from gejax.reconstruct import projection_floor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,8 +52,12 @@ class BeganTrainConfig:
     gamma: float = 1.0
     lambda_k: float = 0.1
     pull_away: float = 0.1
+    ema_decay: float = 0.999
+    monitor_images: int = 64
+    monitor_steps: int = 200
+    monitor_every: int = 1000
     seed: int = 0
-    checkpoint_every: int = 500
+    checkpoint_every: int = 1000
     log_every: int = 25
 
 
@@ -69,7 +75,8 @@ class AETrainConfig:
     `corrupt` names a restoration task (gejax.tasks.NAMES) to train an encoder for it: a
     `corrupt_fraction` of the inputs is degraded as the task degrades x_dagger, while the
     target stays the clean image, so EN learns to give a degraded image the code of its
-    clean original. "none" is the paper's GE1.
+    clean original. "all" degrades each picked input by a task drawn at random, for one
+    encoder that serves every task; "none" is the paper's GE1.
     """
 
     steps: int = 1500
@@ -85,26 +92,30 @@ class AETrainConfig:
 
 @flax.struct.dataclass
 class BeganState:
-    """Everything a BEGAN run carries: both networks with their optimisers, and k_t."""
+    """Everything a BEGAN run carries: both networks with their optimisers, k_t, and the
+    moving average of G's parameters that samples and reconstruction use."""
 
     g: TrainState
     d: TrainState
     k: jax.Array
+    g_ema: Any
 
 
 def check_config(cfg: BeganTrainConfig | AETrainConfig) -> None:
     """Refuse training settings that cannot run, before any data is loaded."""
     for f in dataclasses.fields(cfg):
         value, flag = getattr(cfg, f.name), f"--{f.name}"
-        if f.name == "seed":
+        if f.name in ("seed", "monitor_images", "monitor_steps"):  # 0: none / no monitor
             validate.integer(value, flag, 0)
         elif f.name == "corrupt":
-            if value != "none":
+            if value not in ("none", "all"):
                 tasks.check_name(value)
         elif f.type in (int, "int"):
             validate.integer(value, flag, 1)
         else:
             validate.number(value, flag, positive=f.name == "learning_rate")
+    if isinstance(cfg, BeganTrainConfig) and not cfg.ema_decay < 1:
+        raise ValueError(f"--ema_decay must be in [0, 1), got {cfg.ema_decay}")
     if isinstance(cfg, AETrainConfig):
         for name in ("fake_fraction", "corrupt_fraction"):
             if not getattr(cfg, name) <= 1:
@@ -125,7 +136,10 @@ def began_init(model: models.BeganConfig, cfg: BeganTrainConfig) -> BeganState:
     tx = _adam(cfg)
     return BeganState(g=TrainState.create(apply_fn=g.apply, params=g_params, tx=tx),
                       d=TrainState.create(apply_fn=d.apply, params=d_params, tx=tx),
-                      k=jnp.zeros((), jnp.float32))
+                      k=jnp.zeros((), jnp.float32),
+                      # A copy: the train step donates the state, and a buffer shared by
+                      # two of its leaves cannot be donated twice.
+                      g_ema=jax.tree_util.tree_map(jnp.copy, g_params))
 
 
 def _l1(a, b):
@@ -141,6 +155,18 @@ def pull_away(h: jax.Array) -> jax.Array:
     return (jnp.sum((u @ u.T) ** 2) - n) / (n * (n - 1))
 
 
+def ema_update(ema, params, step: jax.Array, decay: float):
+    """One step of the exponential moving average of `params` after update number `step`.
+
+    The decay is min(decay, (1 + step) / (10 + step)) (TensorFlow's ExponentialMovingAverage
+    with num_updates): early averages forget the random initialisation quickly instead of
+    dragging it along for ~1 / (1 - decay) steps. decay 0 gives `params` themselves.
+    """
+    step = jnp.asarray(step, jnp.float32)
+    rate = jnp.minimum(decay, (1.0 + step) / (10.0 + step))
+    return optax.incremental_update(params, ema, step_size=1.0 - rate)
+
+
 def began_step(state: BeganState, real: jax.Array, key: jax.Array, *, model: models.BeganConfig,
                cfg: BeganTrainConfig) -> tuple[BeganState, dict[str, jax.Array]]:
     """One BEGAN update of D and G from the same z.
@@ -148,7 +174,8 @@ def began_step(state: BeganState, real: jax.Array, key: jax.Array, *, model: mod
     L(v) = |D(v) - v|_1; D minimises L(x) - k_t L(G(z)); G minimises
     L(G(z)) + pull_away * PT(D's codes of G(z));
     k_{t+1} = clip(k_t + lambda_k (gamma L(x) - L(G(z))), 0, 1);
-    M = L(x) + |gamma L(x) - L(G(z))| is BEGAN's convergence measure.
+    M = L(x) + |gamma L(x) - L(G(z))| is BEGAN's convergence measure. G's moving average
+    (`ema_update`) follows the updated G.
     """
     z = jax.random.normal(key, (real.shape[0], model.latent_dim))
     # One forward pass of G serves both losses; vjp carries G's gradient back from G(z).
@@ -168,9 +195,10 @@ def began_step(state: BeganState, real: jax.Array, key: jax.Array, *, model: mod
     (g_total, variety), grad_fake = jax.value_and_grad(g_loss, has_aux=True)(fake)
     (g_grads,) = g_vjp(grad_fake)
     balance = cfg.gamma * l_real - l_fake
-    new = BeganState(g=state.g.apply_gradients(grads=g_grads),
-                     d=state.d.apply_gradients(grads=d_grads),
-                     k=jnp.clip(state.k + cfg.lambda_k * balance, 0.0, 1.0))
+    g = state.g.apply_gradients(grads=g_grads)
+    new = BeganState(g=g, d=state.d.apply_gradients(grads=d_grads),
+                     k=jnp.clip(state.k + cfg.lambda_k * balance, 0.0, 1.0),
+                     g_ema=ema_update(state.g_ema, g.params, state.g.step, cfg.ema_decay))
     metrics = {"d_loss": d_total, "g_loss": g_total, "l_real": l_real, "l_fake": l_fake,
                "k": state.k, "M": l_real + jnp.abs(balance), "pull_away": variety}
     return new, metrics
@@ -195,12 +223,14 @@ class DivergedError(RuntimeError):
 
 
 def _loop(*, name: str, workdir: str, state, step_fn, images: np.ndarray, cfg, on_checkpoint,
-          params_of, postfix_keys: tuple[str, ...], start: int) -> Any:
+          params_of, postfix_keys: tuple[str, ...], start: int, monitor=None) -> Any:
     """The shared loop: jitted steps, progress bar, TensorBoard, atomic Orbax checkpoints.
 
     With several devices the batch is split over all of them (data parallel, parameters
     replicated; `jax.jit` inserts the gradient all-reduce), and with several hosts each
     process loads only its share of every batch. Process 0 alone logs and writes samples.
+    `monitor(state, step)`, if given, runs on process 0 every `cfg.monitor_every` steps
+    and at the end; the scalars it returns go to TensorBoard and the progress line.
     """
     from tensorboardX import SummaryWriter
 
@@ -218,6 +248,7 @@ def _loop(*, name: str, workdir: str, state, step_fn, images: np.ndarray, cfg, o
     mngr = checkpoint.manager(workdir, name)
     bar = tqdm(total=cfg.steps, initial=start, desc=name, unit="step", dynamic_ncols=True,
                disable=not primary)
+    shown: dict[str, str] = {}
     try:
         for step in range(start, cfg.steps):
             rows = batch_indices(step, len(images), cfg.batch_size, cfg.seed)
@@ -237,7 +268,8 @@ def _loop(*, name: str, workdir: str, state, step_fn, images: np.ndarray, cfg, o
                 if writer is not None:
                     for k, v in values.items():
                         writer.add_scalar(f"{name}/{k}", v, done)
-                bar.set_postfix({k: f"{values[k]:.4f}" for k in postfix_keys})
+                shown.update({k: f"{values[k]:.4f}" for k in postfix_keys})
+                bar.set_postfix(shown)
             bar.update(1)
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
                 # A step's loss is computed before its update, so NaN parameters can
@@ -249,6 +281,12 @@ def _loop(*, name: str, workdir: str, state, step_fn, images: np.ndarray, cfg, o
                 checkpoint.save(mngr, done, state, params_of(state))
                 if primary:
                     on_checkpoint(state, done)
+            if monitor is not None and primary and (done % cfg.monitor_every == 0
+                                                    or done == cfg.steps):
+                for k, v in monitor(state, done).items():
+                    writer.add_scalar(f"{name}/{k}", v, done)
+                    shown[k] = f"{v:.5f}"
+                bar.set_postfix(shown)
         mngr.wait_until_finished()
     finally:
         bar.close()
@@ -273,13 +311,61 @@ def save_samples(workdir: str, g_params, model: models.BeganConfig, step: int) -
     return path
 
 
+FLOOR_HISTORY = "began_floor.json"
+
+
+def split_monitor(images: np.ndarray, cfg: BeganTrainConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(training images, held-back images): the last `monitor_images` train images (at
+    most a tenth of them, for small data) are never trained on, so the floor measured on
+    them is not flattered by memorisation. None are held back with `monitor_steps` 0 or
+    under 10 images, and then nothing is monitored."""
+    n = min(cfg.monitor_images, len(images) // 10) if cfg.monitor_steps else 0
+    return images[:len(images) - n], images[len(images) - n:]
+
+
+def read_history(workdir: str) -> list[dict]:
+    """The monitor's records [{"step", "floor", "seconds"}, ...] of a workdir ([] if none)."""
+    path = Path(workdir, FLOOR_HISTORY)
+    return json.loads(path.read_text()) if path.exists() else []
+
+
+def floor_monitor(workdir: str, held: np.ndarray, model: models.BeganConfig,
+                  cfg: BeganTrainConfig, start: int):
+    """`monitor(state, step) -> {"floor": ...}` for `_loop`: G's floor on the held-back images.
+
+    The floor is `reconstruct.projection_floor` of the averaged G with `monitor_steps` Adam
+    steps and one restart (the fixed key 0, so records are comparable across steps): a
+    cheaper, slightly higher estimate than the 500 steps x 2 restarts of `evaluate.*`.
+    Each record is appended to `began_floor.json` with the training seconds so far (summed
+    over resumed runs); records past a resumed step are dropped, as that part is redone.
+    """
+    history = [r for r in read_history(workdir) if r["step"] <= start]
+    offset = history[-1]["seconds"] if history else 0.0
+    t0 = time.perf_counter()
+
+    def monitor(state: BeganState, step: int) -> dict[str, float]:
+        seconds = offset + time.perf_counter() - t0
+        g = models.generator_fn(parallel.local_copy(state.g_ema), model)
+        floor = float(jnp.mean(projection_floor(g, held, key=jax.random.key(0),
+                                                latent_dim=model.latent_dim, num_restarts=1,
+                                                steps=cfg.monitor_steps)))
+        history.append({"step": step, "floor": floor, "seconds": round(seconds, 1)})
+        checkpoint.write_text_atomic(Path(workdir, FLOOR_HISTORY), json.dumps(history, indent=1))
+        return {"floor": floor}
+
+    return monitor
+
+
 def train_began(workdir: str, data_cfg: data.DataConfig, model: models.BeganConfig,
                 cfg: BeganTrainConfig) -> BeganState:
-    """Train (or resume) BEGAN in `workdir`; returns the final state."""
+    """Train (or resume) BEGAN in `workdir`; returns the final state.
+
+    G's floor on held-back train images is measured as it trains (`floor_monitor`).
+    """
     check_config(cfg)
     if parallel.is_primary():
         checkpoint.write_config(workdir, data=data_cfg, began=model, began_train=cfg)
-    images = data.load(data_cfg, "train")
+    images, held = split_monitor(data.load(data_cfg, "train"), cfg)
     state = began_init(model, cfg)
     restored, start = checkpoint.restore(workdir, "began", state)
     if restored is not None:
@@ -293,13 +379,15 @@ def train_began(workdir: str, data_cfg: data.DataConfig, model: models.BeganConf
     state = _loop(name="began", workdir=workdir, state=state, step_fn=step_fn, images=images,
                   cfg=cfg, start=start, postfix_keys=("M", "k", "l_real", "l_fake"),
                   params_of=_began_params,
-                  on_checkpoint=lambda s, step: save_samples(workdir, s.g.params, model, step))
+                  on_checkpoint=lambda s, step: save_samples(workdir, s.g_ema, model, step),
+                  monitor=floor_monitor(workdir, held, model, cfg, start) if len(held) else None)
     print(f"trained BEGAN steps {start}..{cfg.steps} in {time.time() - t0:.0f}s")
     return state
 
 
 def _began_params(state: BeganState) -> dict:
-    return {"g": state.g.params, "d": state.d.params}
+    """What sampling and reconstruction load: the averaged G, and D (GE0's encoder)."""
+    return {"g": state.g_ema, "d": state.d.params}
 
 
 def load_began(workdir: str) -> tuple[models.BeganConfig, Any, Any]:
@@ -342,7 +430,9 @@ def ae_step(state: TrainState, real: jax.Array, key: jax.Array, *, g_params,
         # Keys of their own, so that z, and the paper's GE1, are as without --corrupt.
         k_pick, k_corrupt = jax.random.split(jax.random.fold_in(key, 1))
         picked = jax.random.bernoulli(k_pick, cfg.corrupt_fraction, (batch.shape[0], 1, 1, 1))
-        inputs = jnp.where(picked, tasks.degrade(cfg.corrupt, batch, k_corrupt), batch)
+        degraded = (tasks.degrade_any(batch, k_corrupt) if cfg.corrupt == "all"
+                    else tasks.degrade(cfg.corrupt, batch, k_corrupt))
+        inputs = jnp.where(picked, degraded, batch)
 
     def loss(params):
         rec = state.apply_fn(params, inputs)

@@ -80,7 +80,7 @@ def test_cs_writes_every_output(workdir, tmp_path):
     assert results["m"] == 6 and results["methods"]["lasso_m500"]["m"] == 256
     assert results["methods"]["ga"]["m"] == 6
     assert results["fake_vs_real"]["ratio"] > 0
-    assert 0 <= results["fake_vs_real"]["projection"]["mse"] <= 1
+    assert 0 <= results["g_floor"]["mse"] <= 1
     assert (out / "figure4.png").stat().st_size > 1000
     assert "| ge1 |" in (out / "results.md").read_text()
 
@@ -103,6 +103,8 @@ def test_restore_writes_every_output(workdir, tmp_path, task, mask, baseline):
          *SOLVER)
     results = json.loads((tmp_path / "results.json").read_text())
     _check_schema(results, task, ["degraded", baseline, "ge0", "ge1"])
+    assert 0 <= results["g_floor"]["mse"] <= 1
+    assert "G's floor" in (tmp_path / "results.md").read_text()
     if task == "deblur":
         assert "blind_richardson_lucy" in results["methods"]
     # The workdir's denoising encoder serves denoising only.

@@ -8,6 +8,7 @@ from jax.tree_util import Partial
 
 import gejax
 from gejax import models, operators
+from gejax.reconstruct import projection_floor
 
 LATENT = 4
 
@@ -165,3 +166,23 @@ def test_bad_input(problem, overrides, error, match):
 
 def test_legacy_uint32_key_is_accepted(problem):
     _bad(problem, key=jax.random.PRNGKey(0))
+
+
+def test_projection_floor_is_the_distance_to_a_linear_generators_range():
+    # G(z) = 0.5 + B z spans a 3-D plane; x = G(z0) + e with e orthogonal to it, so
+    # min_z ||G(z) - x||^2 per pixel is exactly mean(e^2), and 0 for e = 0.
+    rng = np.random.default_rng(0)
+    basis, _ = np.linalg.qr(rng.normal(size=(16, 4)))
+    b, e_dir = 0.1 * basis[:, :3], basis[:, 3]
+    z0 = rng.normal(size=(2, 3))
+    on_range = 0.5 + z0 @ b.T
+    e = 0.05 * e_dir * np.array([[0.0], [1.0]])
+    x = (on_range + e).reshape(2, 4, 4, 1).astype(np.float32)
+    b = jnp.asarray(b, jnp.float32)
+
+    def generator(z):
+        return (0.5 + b @ z).reshape(4, 4, 1)
+
+    floor = projection_floor(generator, x, key=jax.random.key(0), latent_dim=3, steps=300,
+                             learning_rate=0.05)
+    np.testing.assert_allclose(floor, np.mean(e**2, axis=1), atol=2e-6)

@@ -48,3 +48,16 @@ def test_line_masks_follow_the_key():
 def test_unknown_task_is_refused():
     with pytest.raises(ValueError, match="unknown task 'colorize'"):
         tasks.degrade("colorize", _images(), jax.random.key(0))
+
+
+def test_degrade_any_gives_each_image_one_task_and_uses_them_all():
+    x, key = _images(40), jax.random.key(5)
+    mixed = np.asarray(tasks.degrade_any(x, key))
+    _, *keys = jax.random.split(key, 1 + len(tasks.NAMES))
+    versions = [np.asarray(tasks.degrade(n, x, k)) for n, k in zip(tasks.NAMES, keys)]
+    picked = []
+    for i in range(len(x)):
+        match = [t for t, v in enumerate(versions) if np.allclose(mixed[i], v[i], atol=1e-6)]
+        assert match, f"image {i} is none of the task degradations"
+        picked.append(match[0])
+    assert set(picked) == set(range(len(tasks.NAMES)))

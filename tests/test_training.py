@@ -1,4 +1,5 @@
 import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
@@ -19,7 +20,8 @@ def npz(tmp_path_factory):
 
 
 def _cfg(steps):
-    return training.BeganTrainConfig(steps=steps, batch_size=4, checkpoint_every=2, log_every=1)
+    return training.BeganTrainConfig(steps=steps, batch_size=4, checkpoint_every=2, log_every=1,
+                                     monitor_steps=3)
 
 
 def _leaves(tree):
@@ -44,6 +46,10 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, npz, capsys):
     assert "resuming from step 2" in capsys.readouterr().out
     for a, b in zip(_leaves(straight), _leaves(resumed), strict=True):
         np.testing.assert_array_equal(a, b)
+    # The moving average is part of what resumes, and it is not G's raw parameters.
+    for a, b in zip(_leaves(straight.g_ema), _leaves(resumed.g_ema), strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert not np.array_equal(_leaves(resumed.g_ema)[0], _leaves(resumed.g.params)[0])
 
 
 def test_began_step_updates_k_and_reports_convergence_measure():
@@ -146,7 +152,7 @@ def test_params_only_checkpoint_loads_for_evaluation_but_cannot_resume(tmp_path,
     state = training.train_began(str(tmp_path), npz, MODEL, _cfg(2))
     shutil.rmtree(tmp_path / "began" / "2" / "state")  # what the shipped default keeps
     _, g_params, d_params = training.load_began(str(tmp_path))
-    for a, b in zip(_leaves(state.g.params), _leaves(g_params), strict=True):
+    for a, b in zip(_leaves(state.g_ema), _leaves(g_params), strict=True):
         np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="cannot resume"):
         training.train_began(str(tmp_path), npz, MODEL, _cfg(4))
@@ -168,3 +174,94 @@ def test_divergence_stops_and_keeps_the_last_good_checkpoint(tmp_path, npz, log_
         training.train_began(str(tmp_path), npz, MODEL, bad)
     _, step = checkpoint.restore(tmp_path, "began", training.began_init(MODEL, bad))
     assert step == 2
+
+
+def test_ema_of_constant_parameters_is_those_parameters():
+    params = {"w": jnp.arange(6.0).reshape(2, 3), "b": jnp.ones(3)}
+    for step in (0, 10, 10_000):
+        out = training.ema_update(params, params, step, 0.999)
+        for a, b in zip(_leaves(out), _leaves(params), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-6)
+
+
+def test_ema_decay_by_hand_with_its_warm_up():
+    old, new = {"w": jnp.zeros(2)}, {"w": jnp.ones(2)}
+    # Late: the configured decay, 0.9 of the old average.
+    np.testing.assert_allclose(training.ema_update(old, new, 1000, 0.9)["w"], 0.1, rtol=1e-6)
+    # Update 0: (1 + 0) / (10 + 0) = 0.1 < 0.9, so the average is mostly the new value.
+    np.testing.assert_allclose(training.ema_update(old, new, 0, 0.9)["w"], 0.9, rtol=1e-6)
+    # Decay 0: no averaging at all.
+    np.testing.assert_allclose(training.ema_update(old, new, 1000, 0.0)["w"], 1.0, rtol=1e-6)
+
+
+def test_began_step_averages_the_updated_generator():
+    cfg = dataclasses.replace(_cfg(1), ema_decay=0.5)
+    state = training.began_init(MODEL, cfg)
+    state = state.replace(g=state.g.replace(step=100))  # past the warm-up: rate 0.5
+    real = np.random.default_rng(1).uniform(size=(4, 8, 8, 1)).astype(np.float32)
+    new, _ = training.began_step(state, real, jax.random.key(0), model=MODEL, cfg=cfg)
+    for ema, old, now in zip(_leaves(new.g_ema), _leaves(state.g_ema), _leaves(new.g.params),
+                             strict=True):
+        np.testing.assert_allclose(ema, 0.5 * old + 0.5 * now, rtol=1e-5, atol=1e-7)
+
+
+def test_samples_and_checkpointed_generator_are_the_average(tmp_path, npz):
+    state = training.train_began(str(tmp_path), npz, MODEL, _cfg(3))
+    _, g, d = training.load_began(str(tmp_path))
+    for a, b in zip(_leaves(g), _leaves(state.g_ema), strict=True):
+        np.testing.assert_array_equal(a, b)
+    for a, b in zip(_leaves(d), _leaves(state.d.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_monitor_holds_back_train_images():
+    images = np.arange(200, dtype=np.float32).reshape(200, 1, 1, 1)
+    train, held = training.split_monitor(images, training.BeganTrainConfig(monitor_images=16))
+    assert len(train) == 184 and len(held) == 16
+    assert set(train.ravel()).isdisjoint(held.ravel())
+    _, held = training.split_monitor(images, training.BeganTrainConfig(monitor_images=64))
+    assert len(held) == 20  # at most a tenth of small data
+    train, held = training.split_monitor(images, training.BeganTrainConfig(monitor_steps=0))
+    assert len(train) == 200 and len(held) == 0
+
+
+@pytest.fixture(scope="module")
+def blobs(tmp_path_factory):
+    """Bright Gaussian blobs: a toy data set that a tiny G learns in a few dozen steps."""
+    yy, xx = np.mgrid[:8, :8]
+    blob = np.exp(-((yy - 3.5) ** 2 + (xx - 3.5) ** 2) / 6.0)[..., None]
+    scale = np.random.default_rng(0).uniform(0.6, 1.0, (40, 1, 1, 1))
+    path = tmp_path_factory.mktemp("blobs") / "blobs.npz"
+    np.savez(path, images=(blob[None] * scale).astype(np.float32))
+    return data.DataConfig(str(path), image_size=8, channels=1)
+
+
+def _monitored(steps):
+    return training.BeganTrainConfig(steps=steps, batch_size=4, checkpoint_every=20,
+                                     log_every=10, learning_rate=3e-3, ema_decay=0.9,
+                                     monitor_images=8, monitor_steps=30, monitor_every=20)
+
+
+def test_monitor_writes_a_floor_history_that_falls_as_g_learns(tmp_path, blobs):
+    training.train_began(str(tmp_path), blobs, MODEL, _monitored(60))
+    history = training.read_history(str(tmp_path))
+    assert [r["step"] for r in history] == [20, 40, 60]
+    floors = [r["floor"] for r in history]
+    assert floors[-1] < 0.8 * floors[0], floors
+    seconds = [r["seconds"] for r in history]
+    assert seconds == sorted(seconds) and seconds[0] > 0
+    assert (tmp_path / "tb" / "began").is_dir()
+
+
+def test_resumed_monitor_redoes_the_records_past_the_checkpoint(tmp_path, blobs):
+    straight = tmp_path / "a"
+    training.train_began(str(straight), blobs, MODEL, _monitored(40))
+    resumed = tmp_path / "b"
+    training.train_began(str(resumed), blobs, MODEL, _monitored(20))
+    stale = training.read_history(str(resumed)) + [{"step": 30, "floor": 9.0, "seconds": 1e6}]
+    (resumed / training.FLOOR_HISTORY).write_text(json.dumps(stale))  # as if killed after
+    training.train_began(str(resumed), blobs, MODEL, _monitored(40))
+    a, b = training.read_history(str(straight)), training.read_history(str(resumed))
+    assert [r["step"] for r in b] == [20, 40]
+    np.testing.assert_allclose([r["floor"] for r in b], [r["floor"] for r in a], rtol=1e-6)
+    assert b[1]["seconds"] > b[0]["seconds"] and b[1]["seconds"] < 1e6
