@@ -77,7 +77,7 @@ class AEConfig:
     image_size: int = 32
     channels: int = 1
     depth: int = 4
-    filters: int = 16
+    filters: int = 32
     code_dim: int = 128
 
     def __post_init__(self):
@@ -110,7 +110,7 @@ def began_mnist32() -> BeganConfig:
     f = 16 trains at ~10 steps/s on 2 CPU cores; code_dim = 128 makes GE0's m the
     paper's 128.
     """
-    return BeganConfig(image_size=32, channels=1, filters=16, latent_dim=32, code_dim=128)
+    return BeganConfig(image_size=32, channels=1, filters=16, latent_dim=64, code_dim=128)
 
 
 def ae_paper(image_size: int = 64, channels: int = 3, code_dim: int = 128) -> AEConfig:

@@ -44,7 +44,7 @@ class BeganTrainConfig:
     published; `began_paper()` has the CelebA values.
     """
 
-    steps: int = 12000
+    steps: int = 10000
     batch_size: int = 32
     learning_rate: float = 3e-4
     lr_halve_every: int = 3000
@@ -79,11 +79,11 @@ class AETrainConfig:
     encoder that serves every task; "none" is the paper's GE1.
     """
 
-    steps: int = 1500
+    steps: int = 3000
     batch_size: int = 64
     learning_rate: float = 1e-3
     fake_fraction: float = 0.5
-    corrupt: str = "none"
+    corrupt: str = "all"
     corrupt_fraction: float = 0.5
     seed: int = 0
     checkpoint_every: int = 500

@@ -54,7 +54,7 @@ def test_degrade_any_gives_each_image_one_task_and_uses_them_all():
     x, key = _images(40), jax.random.key(5)
     mixed = np.asarray(tasks.degrade_any(x, key))
     _, *keys = jax.random.split(key, 1 + len(tasks.NAMES))
-    versions = [np.asarray(tasks.degrade(n, x, k)) for n, k in zip(tasks.NAMES, keys)]
+    versions = [np.asarray(tasks.degrade(n, x, k)) for n, k in zip(tasks.NAMES, keys, strict=True)]
     picked = []
     for i in range(len(x)):
         match = [t for t, v in enumerate(versions) if np.allclose(mixed[i], v[i], atol=1e-6)]
