@@ -28,9 +28,12 @@ def test_defaults_are_the_recipe_of_the_shipped_model():
     assert checkpoint.section(workdir, "data", data.DataConfig) == data_cfg
     assert checkpoint.section(workdir, "began_train", training.BeganTrainConfig) == make_train()
     assert make_train() == training.BeganTrainConfig()
-    for name, code_dim in (("ae", 128), ("ae_m32", 32), ("ae_m64", 64), ("ae_m256", 256)):
+    # GE1, and the m sweep's encoders with the README's --steps 1500.
+    for name, code_dim, steps in (("ae", 128, training.AETrainConfig().steps),
+                                  ("ae_m32", 32, 1500), ("ae_m64", 64, 1500),
+                                  ("ae_m256", 256, 1500)):
         assert checkpoint.section(workdir, f"{name}_train", training.AETrainConfig) == \
-            training.AETrainConfig(), name
+            training.AETrainConfig(steps=steps), name
         assert checkpoint.section(workdir, name, models.AEConfig) == models.AEConfig(
             image_size=32, channels=1, code_dim=code_dim), name
 
