@@ -15,10 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-import jax
-
 from gejax import checkpoint, data, models, training
-from gejax.reconstruct import projection_floor
 
 
 def recipe(workdir: str) -> str:
@@ -42,13 +39,8 @@ def raw_and_average(workdir: str) -> tuple[int, float, float] | None:
     data_cfg = checkpoint.section(workdir, "data", data.DataConfig)
     _, held = training.split_monitor(data.load(data_cfg, "train"), cfg)
 
-    def floor(params):
-        g = models.generator_fn(params, model)
-        return float(projection_floor(g, held, key=jax.random.key(0), num_restarts=1,
-                                      latent_dim=model.latent_dim,
-                                      steps=cfg.monitor_steps).mean())
-
-    return step, floor(state.g.params), floor(state.g_ema)
+    return (step, training.monitored_floor(state.g.params, model, held, cfg),
+            training.monitored_floor(state.g_ema, model, held, cfg))
 
 
 def main() -> None:

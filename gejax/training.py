@@ -334,6 +334,16 @@ def read_history(workdir: str) -> list[dict]:
     return json.loads(path.read_text()) if path.exists() else []
 
 
+def monitored_floor(g_params, model: models.BeganConfig, held: np.ndarray,
+                    cfg: BeganTrainConfig) -> float:
+    """Mean floor of G(g_params) on the held-back images with the monitor's settings:
+    `monitor_steps` Adam steps, one restart from the fixed key 0."""
+    g = models.generator_fn(g_params, model)
+    return float(jnp.mean(projection_floor(g, held, key=jax.random.key(0), num_restarts=1,
+                                           latent_dim=model.latent_dim,
+                                           steps=cfg.monitor_steps)))
+
+
 def floor_monitor(workdir: str, held: np.ndarray, model: models.BeganConfig,
                   cfg: BeganTrainConfig, start: int):
     """`monitor(state, step) -> {"floor": ...}` for `_loop`: G's floor on the held-back images.
@@ -350,10 +360,7 @@ def floor_monitor(workdir: str, held: np.ndarray, model: models.BeganConfig,
 
     def monitor(state: BeganState, step: int) -> dict[str, float]:
         seconds = offset + time.perf_counter() - t0
-        g = models.generator_fn(parallel.local_copy(state.g_ema), model)
-        floor = float(jnp.mean(projection_floor(g, held, key=jax.random.key(0),
-                                                latent_dim=model.latent_dim, num_restarts=1,
-                                                steps=cfg.monitor_steps)))
+        floor = monitored_floor(parallel.local_copy(state.g_ema), model, held, cfg)
         history.append({"step": step, "floor": floor, "seconds": round(seconds, 1)})
         checkpoint.write_text_atomic(Path(workdir, FLOOR_HISTORY), json.dumps(history, indent=1))
         return {"floor": floor}
