@@ -6,9 +6,16 @@ import argparse
 import dataclasses
 import sys
 from collections.abc import Callable
+from pathlib import Path
+
+import jax
 
 from gejax import parallel
 from gejax.training import DivergedError
+
+
+# Where compiled programs are kept between runs, unless JAX_COMPILATION_CACHE_DIR says.
+CACHE = Path.home() / ".cache" / "gejax" / "xla"
 
 
 def add_dataclass_flags(parser: argparse.ArgumentParser, cls, *, skip=()) -> None:
@@ -58,6 +65,10 @@ def main(run: Callable[[argparse.Namespace], None], parser: argparse.ArgumentPar
     multi.add_argument("--process_id", type=int, default=None)
     args = parser.parse_args()
     sys.unraisablehook = _quiet_closed_event_loop
+    if not jax.config.jax_compilation_cache_dir:
+        # Compiled XLA programs persist between runs (JAX's own cache): on CPU the
+        # solver's programs take seconds to compile, as long as many of its steps.
+        jax.config.update("jax_compilation_cache_dir", str(CACHE))
     try:
         hosts = (args.coordinator_address, args.num_processes, args.process_id)
         if args.distributed or any(v is not None for v in hosts):

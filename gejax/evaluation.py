@@ -24,6 +24,7 @@ from jax.tree_util import Partial
 from tqdm import tqdm
 
 from gejax import (
+    amortized,
     baselines,
     checkpoint,
     data,
@@ -68,6 +69,13 @@ class SolverConfig:
     reg_ge: float = 1e-3
     reg_ga: float = 1.0
     seed: int = 0
+    # Beyond the paper (README "Faster answers"): `tol` > 0 stops each restart once its
+    # objective stops falling (reconstruct's `tol`); `init` "learned" starts restart 0 of
+    # GE1 at the workdir's learned start (train.init). Neither changes which images are
+    # solved; `batch_size` images are solved at a time, so memory stays flat in N.
+    tol: float = 0.0
+    init: str = "random"
+    batch_size: int = 64
 
 
 @dataclasses.dataclass
@@ -82,12 +90,22 @@ class Networks:
     # task -> (autoencoder name, encoder) of those trained with --corrupt <task>; kept out
     # of `encoders`, which are the paper's clean-image encoders.
     task_encoders: dict[str, tuple[str, Partial]]
+    # encoder key of `encoders` -> learned start Q: code -> z (train.init), where trained
+    inits: dict[str, Partial] = dataclasses.field(default_factory=dict)
 
     def encoder_for(self, method: str, m: int) -> Partial | None:
         """The `method` ("ge0" or "ge1") encoder with m outputs, if the workdir has one."""
-        for name, encoder in sorted(self.encoders.items()):
+        name = self._name_for(method, m)
+        return None if name is None else self.encoders[name]
+
+    def init_for(self, method: str, m: int) -> Partial | None:
+        """The learned start of `encoder_for(method, m)`, if the workdir has one."""
+        return self.inits.get(self._name_for(method, m))
+
+    def _name_for(self, method: str, m: int) -> str | None:
+        for name in sorted(self.encoders):
             if name.startswith(method) and self.code_dims[name] == m:
-                return encoder
+                return name
         return None
 
     @functools.cached_property
@@ -101,17 +119,20 @@ def load_networks(workdir: str) -> Networks:
         raise ValueError(f"workdir {workdir} does not exist")
     began, g_params, d_params = training.load_began(workdir)
     encoders = {"ge0": models.began_encoder_fn(d_params, began)}
-    task_encoders = {}
+    task_encoders, inits = {}, {}
     for name in training.ae_names(workdir):
         ae, ae_params = training.load_ae(workdir, name)
         corrupt = checkpoint.section(workdir, f"{name}_train", training.AETrainConfig).corrupt
         if corrupt in ("none", "all"):  # encoders for every task (and for CS)
             encoders["ge1" + name[2:]] = models.ae_encoder_fn(ae_params, ae)
+            q = amortized.load_init(workdir, name)
+            if q is not None:
+                inits["ge1" + name[2:]] = q
         else:  # the first by name, if several were trained for one task
             task_encoders.setdefault(corrupt, (name, models.ae_encoder_fn(ae_params, ae)))
     data_cfg = checkpoint.section(workdir, "data", data.DataConfig)
     return Networks(began, models.generator_fn(g_params, began), encoders, data_cfg,
-                    task_encoders)
+                    task_encoders, inits)
 
 
 def check_m(m: int, image_shape: tuple[int, ...]) -> None:
@@ -135,6 +156,10 @@ def check_solver(solver: SolverConfig) -> None:
     validate.number(solver.learning_rate, "--learning_rate", positive=True)
     validate.number(solver.reg_ge, "--reg_ge")
     validate.number(solver.reg_ga, "--reg_ga")
+    validate.number(solver.tol, "--tol")
+    validate.integer(solver.batch_size, "--batch_size", 1)
+    if solver.init not in ("random", "learned"):
+        raise ValueError(f"--init must be 'random' or 'learned', got {solver.init!r}")
 
 
 def prepare_out(path: str | Path) -> Path:
@@ -158,17 +183,44 @@ def summarize(x_hat: np.ndarray, x: np.ndarray, seconds: float, **extra) -> dict
             "ssim": float(np.mean(metrics.ssim(x_hat, x))), "seconds": float(seconds), **extra}
 
 
-def _solve(nets: Networks, measure, y, solver: SolverConfig, reg: float, key, desc: str):
-    """reconstruct on all devices, with a progress bar; returns (x_hat (N, H, W, C), seconds)."""
+def batched(fn: Callable, x, batch_size: int):
+    """jax.vmap(fn) over the leading axis of x, `batch_size` rows at a time, as NumPy."""
+    return np.concatenate([np.asarray(jax.vmap(fn)(jnp.asarray(x[i:i + batch_size])))
+                           for i in range(0, len(x), batch_size)])
+
+
+def _solve(nets: Networks, measure, y, solver: SolverConfig, reg: float, key, desc: str,
+           learned=None) -> tuple[np.ndarray, float, dict]:
+    """reconstruct on all devices, `solver.batch_size` images at a time, with a progress bar.
+
+    The random starts of all N images are drawn at once from `key` (as one batch of N
+    would draw them), so the batch size changes no number. `learned` (Q: y -> z) sets
+    restart 0 of every image when `solver.init` is "learned".
+
+    Returns (x_hat (N, H, W, C), seconds, {"init", "steps_run"}).
+    """
     t0 = time.perf_counter()
-    with tqdm(total=solver.steps, desc=desc, unit="step", leave=False,
+    n, size = len(y), solver.batch_size
+    z0 = jax.random.normal(key, (n, solver.restarts, nets.began.latent_dim), jnp.float32)
+    use_learned = solver.init == "learned" and learned is not None
+    if use_learned:
+        z0 = z0.at[:, 0].set(batched(learned, y, size))
+    x_hat, steps_run = [], []
+    with tqdm(total=solver.steps * -(-n // size), desc=desc, unit="step", leave=False,
               disable=not parallel.is_primary()) as bar:
-        out = reconstruct(nets.generator, measure, y, key=key, latent_dim=nets.began.latent_dim,
-                          num_restarts=solver.restarts, steps=solver.steps,
-                          learning_rate=solver.learning_rate, reg=reg, progress=bar.update,
-                          mesh=parallel.default_mesh())
-        x_hat = parallel.to_host(out.x_hat)
-    return x_hat, time.perf_counter() - t0
+        for i in range(0, n, size):
+            out = reconstruct(nets.generator, measure, y[i:i + size], key=key,
+                              latent_dim=nets.began.latent_dim, num_restarts=solver.restarts,
+                              steps=solver.steps, learning_rate=solver.learning_rate, reg=reg,
+                              init=z0[i:i + size], tol=solver.tol, progress=bar.update,
+                              mesh=parallel.default_mesh())
+            x_hat.append(parallel.to_host(out.x_hat))
+            steps_run.append(parallel.to_host(out.steps_run))
+            bar.update(solver.steps * (i // size + 1) - bar.n)  # steps an early stop skipped
+    steps_run = np.concatenate(steps_run)
+    return np.concatenate(x_hat), time.perf_counter() - t0, {
+        "init": "learned" if use_learned else "random",
+        "steps_run": float(steps_run.mean())}
 
 
 def provenance(solver: SolverConfig, workdir: str) -> dict:
@@ -223,19 +275,19 @@ def run_cs(nets: Networks, x: np.ndarray, *, m: int, solver: SolverConfig,
             record(name, x_hat, time.perf_counter() - t0, m_used, alpha=lasso_alpha)
         elif name == "ga":
             measure = ga_measure(a)
-            y = jax.vmap(measure)(jnp.asarray(x))
-            x_hat, seconds = _solve(nets, measure, y, solver, solver.reg_ga, k_ga, "GA")
-            record(name, x_hat, seconds, m)
+            y = batched(measure, x, solver.batch_size)
+            x_hat, seconds, run = _solve(nets, measure, y, solver, solver.reg_ga, k_ga, "GA")
+            record(name, x_hat, seconds, m, **run)
         else:
             encoder = nets.encoder_for(name, m)
             if encoder is None:
                 log(f"{name:>11}  skipped: no {name} encoder with m={m} outputs in the workdir")
                 continue
             measure = ge_measure(encoder)
-            y = jax.vmap(measure)(jnp.asarray(x))
-            x_hat, seconds = _solve(nets, measure, y, solver, solver.reg_ge, k_ge,
-                                       name.upper())
-            record(name, x_hat, seconds, m)
+            y = batched(measure, x, solver.batch_size)
+            x_hat, seconds, run = _solve(nets, measure, y, solver, solver.reg_ge, k_ge,
+                                         name.upper(), learned=nets.init_for(name, m))
+            record(name, x_hat, seconds, m, **run)
     return results, images
 
 
@@ -276,14 +328,15 @@ def run_fake_vs_real(nets: Networks, x_real: np.ndarray, *, m: int, solver: Solv
         raise ValueError(f"the fake-vs-real split needs a GE0 or GE1 encoder with m={m} outputs")
     key = jax.random.key(solver.seed + 1)
     z = jax.random.normal(key, (len(x_real), nets.began.latent_dim))
-    x_fake = np.clip(np.asarray(jax.vmap(nets.generator)(z)), 0, 1)
+    x_fake = np.clip(batched(nets.generator, z, solver.batch_size), 0, 1)
     measure = ge_measure(encoder)
     out = {"encoder": method}
     for name, x in (("fake", x_fake), ("real", x_real)):
-        y = jax.vmap(measure)(jnp.asarray(x))
-        x_hat, seconds = _solve(nets, measure, y, solver, solver.reg_ge,
-                                jax.random.fold_in(key, 7), f"{method} {name}")
-        out[name] = summarize(x_hat, x, seconds)
+        y = batched(measure, x, solver.batch_size)
+        x_hat, seconds, run = _solve(nets, measure, y, solver, solver.reg_ge,
+                                     jax.random.fold_in(key, 7), f"{method} {name}",
+                                     learned=nets.init_for(method, m))
+        out[name] = summarize(x_hat, x, seconds, **run)
     out["ratio"] = out["fake"]["mse"] / out["real"]["mse"]
     return out
 
@@ -292,17 +345,24 @@ def g_floor(nets: Networks, x: np.ndarray, solver: SolverConfig) -> dict:
     """G's floor on the evaluated images x (N, H, W, C), beside every results.json.
 
     `reconstruct.projection_floor` with the solver's steps, restarts and learning rate
-    (lambda 0): no method that returns G(z) can beat it on these images, so it tells a
-    weak G from a weak encoder or solver.
+    (lambda 0, random starts, no early stop: a reference, not a method): no method that
+    returns G(z) can beat it on these images, so it tells a weak G from a weak encoder or
+    solver. Solved `solver.batch_size` images at a time from starts drawn for all N.
     """
     t0 = time.perf_counter()
-    with tqdm(total=solver.steps, desc="G's floor", unit="step", leave=False,
+    n, size = len(x), solver.batch_size
+    key = jax.random.fold_in(jax.random.key(solver.seed + 1), 8)
+    z0 = jax.random.normal(key, (n, solver.restarts, nets.began.latent_dim), jnp.float32)
+    mse = []
+    with tqdm(total=solver.steps * -(-n // size), desc="G's floor", unit="step", leave=False,
               disable=not parallel.is_primary()) as bar:
-        mse = np.asarray(projection_floor(
-            nets.generator, x, key=jax.random.fold_in(jax.random.key(solver.seed + 1), 8),
-            latent_dim=nets.began.latent_dim, num_restarts=solver.restarts,
-            steps=solver.steps, learning_rate=solver.learning_rate, progress=bar.update,
-            mesh=parallel.default_mesh()))
+        for i in range(0, n, size):
+            mse.append(np.asarray(projection_floor(
+                nets.generator, x[i:i + size], key=key, latent_dim=nets.began.latent_dim,
+                num_restarts=solver.restarts, steps=solver.steps, init=z0[i:i + size],
+                learning_rate=solver.learning_rate, progress=bar.update,
+                mesh=parallel.default_mesh())))
+    mse = np.concatenate(mse)
     return {"mse": float(mse.mean()), "mse_std": float(mse.std()),
             "seconds": time.perf_counter() - t0}
 
@@ -320,11 +380,13 @@ def write_outputs(out_dir: str | Path, results: dict, table: str,
 
 
 def markdown_table(results: dict, *, title: str) -> str:
-    lines = [f"# {title}", "", "| method | m | MSE (mean +- std) | PSNR (dB) | SSIM | seconds |",
-             "|---|---|---|---|---|---|"]
+    lines = [f"# {title}", "", "| method | m | MSE (mean +- std) | PSNR (dB) | SSIM | seconds "
+                               "| solver steps (mean) | start |", "|---|---|---|---|---|---|---|---|"]
     for name, r in results["methods"].items():
+        steps = f"{r['steps_run']:.0f}" if "steps_run" in r else ""
         lines.append(f"| {name} | {r.get('m', '')} | {r['mse']:.5f} +- {r['mse_std']:.5f} | "
-                     f"{r['psnr']:.2f} | {r['ssim']:.3f} | {r['seconds']:.1f} |")
+                     f"{r['psnr']:.2f} | {r['ssim']:.3f} | {r['seconds']:.1f} | {steps} | "
+                     f"{r.get('init', '')} |")
     if "g_floor" in results:
         f = results["g_floor"]
         lines += ["", f"G's floor on these images, min_z ||G(z) - x||^2 (no method returning "
@@ -402,12 +464,12 @@ def run_restore(nets: Networks, x: np.ndarray, *, task: str, solver: SolverConfi
         if encoder is None:
             continue
         measure = ge_measure(encoder, s)
-        y = jax.vmap(encoder)(jnp.asarray(x_dagger))  # EN(x_dagger), paper eq. 6
-        x_hat, seconds = _solve(nets, measure, y, solver, solver.reg_ge, k_solve,
-                                name.upper())
+        y = batched(encoder, x_dagger, solver.batch_size)  # EN(x_dagger), paper eq. 6
+        x_hat, seconds, run = _solve(nets, measure, y, solver, solver.reg_ge, k_solve,
+                                     name.upper(), learned=nets.inits.get(name))
         if mask is not None and keep_observed:
             x_hat = mask * x_dagger + (1 - mask) * x_hat
         extra = {"encoder": task_ae} if name == "ge1_task" else {}
-        record(name, x_hat, seconds, **extra)
+        record(name, x_hat, seconds, **run, **extra)
     params = {k: v for k, v in params.items() if k != "mask_array"}
     return results, images, {"degraded_input": x_dagger, **params}

@@ -106,7 +106,7 @@ class BeganState:
     g_ema: Any
 
 
-def check_config(cfg: BeganTrainConfig | AETrainConfig) -> None:
+def check_config(cfg) -> None:
     """Refuse training settings that cannot run, before any data is loaded."""
     for f in dataclasses.fields(cfg):
         value, flag = getattr(cfg, f.name), f"--{f.name}"
@@ -121,10 +121,9 @@ def check_config(cfg: BeganTrainConfig | AETrainConfig) -> None:
             validate.number(value, flag, positive=f.name == "learning_rate")
     if isinstance(cfg, BeganTrainConfig) and not cfg.ema_decay < 1:
         raise ValueError(f"--ema_decay must be in [0, 1), got {cfg.ema_decay}")
-    if isinstance(cfg, AETrainConfig):
-        for name in ("fake_fraction", "corrupt_fraction"):
-            if not getattr(cfg, name) <= 1:
-                raise ValueError(f"--{name} must be in [0, 1], got {getattr(cfg, name)}")
+    for name in ("fake_fraction", "corrupt_fraction"):
+        if hasattr(cfg, name) and not getattr(cfg, name) <= 1:
+            raise ValueError(f"--{name} must be in [0, 1], got {getattr(cfg, name)}")
 
 
 def _adam(cfg) -> optax.GradientTransformation:
@@ -227,8 +226,9 @@ class DivergedError(RuntimeError):
     """Training produced a non-finite loss; the last good checkpoint is kept."""
 
 
-def _loop(*, name: str, workdir: str, state, step_fn, images: np.ndarray, cfg, on_checkpoint,
-          params_of, postfix_keys: tuple[str, ...], start: int, monitor=None) -> Any:
+def run_loop(*, name: str, workdir: str, state, step_fn, images: np.ndarray, cfg,
+             on_checkpoint, params_of, postfix_keys: tuple[str, ...], start: int,
+             monitor=None) -> Any:
     """The shared loop: jitted steps, progress bar, TensorBoard, atomic Orbax checkpoints.
 
     With several devices the batch is split over all of them (data parallel, parameters
@@ -388,7 +388,7 @@ def train_began(workdir: str, data_cfg: data.DataConfig, model: models.BeganConf
         return state
     step_fn = functools.partial(began_step, model=model, cfg=cfg)
     t0 = time.time()
-    state = _loop(name="began", workdir=workdir, state=state, step_fn=step_fn, images=images,
+    state = run_loop(name="began", workdir=workdir, state=state, step_fn=step_fn, images=images,
                   cfg=cfg, start=start, postfix_keys=("M", "k", "l_real", "l_fake"),
                   params_of=_began_params,
                   on_checkpoint=lambda s, step: save_samples(workdir, s.g_ema, model, step),
@@ -485,7 +485,7 @@ def train_ae(workdir: str, model: models.AEConfig, cfg: AETrainConfig, name: str
         print(f"already trained to step {start} >= --steps {cfg.steps}; nothing to do")
         return state
     step_fn = functools.partial(ae_step, g_params=g_params, began=began, cfg=cfg)
-    return _loop(name=name, workdir=workdir, state=state, step_fn=step_fn, images=images,
+    return run_loop(name=name, workdir=workdir, state=state, step_fn=step_fn, images=images,
                  cfg=cfg, start=start, postfix_keys=("loss", "fake_mse", "real_mse"),
                  params_of=lambda s: s.params,
                  on_checkpoint=lambda s, step: None)

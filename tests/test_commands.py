@@ -12,6 +12,7 @@ import pytest
 from evaluate import cs, restore
 from gejax import evaluation
 from train import ae, began
+from train import init as train_init
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY = ["--filters", "4", "--latent_dim", "3", "--code_dim", "6", "--image_size", "16",
@@ -85,6 +86,35 @@ def test_cs_writes_every_output(workdir, tmp_path):
     assert "| ge1 |" in (out / "results.md").read_text()
 
 
+def test_learned_start_is_trained_and_used_by_ge1_only(workdir, tmp_path):
+    _run(train_init, "--workdir", workdir, "--steps", 2, "--batch_size", 4, "--log_every", 1)
+    nets = evaluation.load_networks(str(workdir))
+    assert set(nets.inits) == {"ge1"}  # the learned start of "ae", not of ae_m4
+    assert nets.inits["ge1"](np.zeros((2, 6), np.float32)).shape == (2, 3)
+    _run(cs, "--workdir", workdir, "--m", 6, "--out", tmp_path, "--methods", "ga,ge0,ge1",
+         "--init", "learned", "--tol", 0.5, *SOLVER)
+    methods = json.loads((tmp_path / "results.json").read_text())["methods"]
+    assert methods["ge1"]["init"] == "learned"
+    assert methods["ga"]["init"] == methods["ge0"]["init"] == "random"
+    assert "| learned |" in (tmp_path / "results.md").read_text()
+
+
+def test_evaluation_in_batches_equals_one_batch(workdir):
+    nets = evaluation.load_networks(str(workdir))
+    x = evaluation.eval_images(nets, 5)
+    solver = evaluation.SolverConfig(steps=4, batch_size=64)
+    one, one_images = evaluation.run_cs(nets, x, m=6, solver=solver, methods=("ga", "ge1"),
+                                        log=lambda s: None)
+    small = evaluation.SolverConfig(steps=4, batch_size=2)
+    parts, part_images = evaluation.run_cs(nets, x, m=6, solver=small, methods=("ga", "ge1"),
+                                           log=lambda s: None)
+    for name in ("ga", "ge1"):
+        np.testing.assert_allclose(part_images[name], one_images[name], atol=1e-5)
+        assert parts[name]["mse"] == pytest.approx(one[name]["mse"], rel=1e-4)
+    floors = [evaluation.g_floor(nets, x, s)["mse"] for s in (solver, small)]
+    assert floors[1] == pytest.approx(floors[0], rel=1e-4)
+
+
 def test_cs_sweep_over_m(workdir, tmp_path):
     _run(cs, "--workdir", workdir, "--m", 6, "--out", tmp_path, "--methods", "ga",
          "--sweep", "4,6,8", *SOLVER)
@@ -145,6 +175,10 @@ def test_task_encoders_stay_out_of_compressed_sensing(workdir):
     ("evaluate.cs", ["--workdir", "/nonexistent"], "does not exist"),
     ("evaluate.restore", ["--task", "colorize"], "unknown task"),
     ("train.ae", ["--workdir", "/nonexistent/w"], "no 'began' config"),
+    ("train.init", ["--workdir", "/nonexistent/w"], "no autoencoder 'ae'"),
+    ("evaluate.cs", ["--init", "warm"], "--init must be"),
+    ("evaluate.cs", ["--tol", "-1"], "--tol must be"),
+    ("evaluate.restore", ["--task", "denoise", "--batch_size", "0"], "--batch_size must be"),
 ])
 def test_user_mistakes_exit_with_one_line(module, args, message):
     done = _cli(module, *args)

@@ -3,6 +3,7 @@ import sys
 import jax
 import jax.numpy as jnp
 import numpy as np
+import optax
 import pytest
 from jax.tree_util import Partial
 
@@ -25,6 +26,12 @@ def _params(key):
             "w2": jax.random.normal(k2, (36, 16)) / 2}
 
 
+def _use_path(monkeypatch, path):
+    """Force the chunked (CPU) or the scan (GPU/TPU) path of the solver."""
+    rec = sys.modules["gejax.reconstruct"]  # the module; gejax.reconstruct is the function
+    monkeypatch.setattr(rec, "_chunked_here", lambda traced: path == "chunked" and not traced)
+
+
 @pytest.fixture(scope="module")
 def problem():
     params = _params(jax.random.key(0))
@@ -37,21 +44,27 @@ def problem():
     return g, measure, y, x_true, z_true
 
 
-@pytest.mark.parametrize("loop", ["chunked", "scan"])
-def test_recovers_planted_latents(problem, loop):
+@pytest.mark.parametrize("path", ["chunked", "scan"])
+def test_recovers_planted_latents(problem, path, monkeypatch):
     g, measure, y, x_true, _ = problem
+    _use_path(monkeypatch, path)
     out = gejax.reconstruct(g, measure, y, key=jax.random.key(3), latent_dim=LATENT,
-                            num_restarts=3, steps=400, learning_rate=0.05, reg=0.0, loop=loop)
+                            num_restarts=3, steps=400, learning_rate=0.05, reg=0.0)
     assert out.x_hat.shape == x_true.shape
     assert out.z.shape == (5, LATENT) and out.objective.shape == (5, 3)
     assert float(gejax.metrics.mse(out.x_hat, x_true).max()) < 1e-4
 
 
-def test_chunked_and_scan_agree(problem):
+@pytest.mark.parametrize("tol", [0.0, 1e-2])
+def test_chunked_and_scan_agree(problem, monkeypatch, tol):
     g, measure, y, *_ = problem
-    kw = dict(key=jax.random.key(4), latent_dim=LATENT, num_restarts=2, steps=23, reg=1e-3)
-    a = gejax.reconstruct(g, measure, y, loop="chunked", **kw)
-    b = gejax.reconstruct(g, measure, y, loop="scan", **kw)
+    kw = dict(key=jax.random.key(4), latent_dim=LATENT, num_restarts=2, steps=253, reg=1e-3,
+              tol=tol)
+    _use_path(monkeypatch, "chunked")
+    a = gejax.reconstruct(g, measure, y, **kw)
+    _use_path(monkeypatch, "scan")
+    b = gejax.reconstruct(g, measure, y, **kw)
+    np.testing.assert_array_equal(a.steps_run, b.steps_run)
     np.testing.assert_allclose(a.objective, b.objective, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(a.z, b.z, rtol=1e-4, atol=1e-5)
 
@@ -98,20 +111,27 @@ def test_works_under_callers_jit_and_vmap(problem):
     np.testing.assert_allclose(both.objective[0], outside.objective, rtol=1e-4, atol=1e-5)
 
 
-def test_second_call_does_not_recompile(problem):
+def test_second_call_does_not_recompile(problem, monkeypatch):
     g, measure, y, *_ = problem
-    rec = sys.modules["gejax.reconstruct"]  # the module; gejax.reconstruct is the function
+    rec = sys.modules["gejax.reconstruct"]
 
-    kw = dict(latent_dim=LATENT, num_restarts=2, steps=25)
-    jitted = (rec._init_jit, rec._chunk, rec._finish_jit, rec._solve_scan)
-    for loop in ("chunked", "scan"):
-        gejax.reconstruct(g, measure, y, key=jax.random.key(0), loop=loop, **kw)
+    kw = dict(latent_dim=LATENT, num_restarts=2)
+    jitted = (rec._init_jit, rec._chunk, rec._finish_jit, rec._solve_scan, rec._solve_scan_tol,
+              rec._chunk_tracked, rec._finish_tracked_jit)
+    for path in ("chunked", "scan"):
+        _use_path(monkeypatch, path)
+        for tol in (0.0, 1e-3):  # one window with tol: which restarts stop may vary
+            gejax.reconstruct(g, measure, y, key=jax.random.key(0), tol=tol,
+                              **kw | dict(steps=10 if tol else 25))
     sizes = [f._cache_size() for f in jitted]
-    # New parameters, new measurements, new key, new lr and reg: same shapes, same program.
+    # New parameters, measurements, key, lr, reg and tol: same shapes, same program.
     g2 = Partial(_tiny_generator, _params(jax.random.key(99)))
-    for loop in ("chunked", "scan"):
-        gejax.reconstruct(g2, gejax.ga_measure(jnp.ones((16, 36))), y + 1, key=jax.random.key(1),
-                          learning_rate=0.2, reg=0.5, loop=loop, **kw)
+    for path in ("chunked", "scan"):
+        _use_path(monkeypatch, path)
+        for tol in (0.0, 2e-3):
+            gejax.reconstruct(g2, gejax.ga_measure(jnp.ones((16, 36))), y + 1,
+                              key=jax.random.key(1), learning_rate=0.2, reg=0.5, tol=tol,
+                              **kw | dict(steps=10 if tol else 25))
     assert [f._cache_size() for f in jitted] == sizes
 
 
@@ -157,7 +177,11 @@ def _bad(problem, **overrides):
     (dict(measure=None), TypeError, "measure"),
     (dict(key=0), TypeError, "key"),
     (dict(key=jnp.zeros(3)), TypeError, "key"),
-    (dict(loop="while"), ValueError, "loop"),
+    (dict(tol=-1e-3), ValueError, "tol"),
+    (dict(init=jnp.zeros((5, LATENT + 1))), ValueError, "init"),
+    (dict(init=jnp.zeros((4, LATENT))), ValueError, "init"),
+    (dict(init=jnp.zeros((5, 3, LATENT))), ValueError, "num_restarts"),
+    (dict(init=jnp.full((5, LATENT), jnp.nan)), ValueError, "NaN"),
 ])
 def test_bad_input(problem, overrides, error, match):
     with pytest.raises(error, match=match):
@@ -186,3 +210,90 @@ def test_projection_floor_is_the_distance_to_a_linear_generators_range():
     floor = projection_floor(generator, x, key=jax.random.key(0), latent_dim=3, steps=300,
                              learning_rate=0.05)
     np.testing.assert_allclose(floor, np.mean(e**2, axis=1), atol=2e-6)
+
+
+def test_tol_zero_is_the_paper_protocol(problem):
+    """tol=0 runs every step and returns the final z of a plain optax Adam loop."""
+    g, measure, y, *_ = problem
+    kw = dict(key=jax.random.key(10), latent_dim=LATENT, num_restarts=2, steps=30, reg=1e-3)
+    default, zero = gejax.reconstruct(g, measure, y, **kw), gejax.reconstruct(g, measure, y,
+                                                                               tol=0.0, **kw)
+    for a, b in zip(default, zero, strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(zero.steps_run, np.full(5, 30))
+
+    z = jax.random.normal(jax.random.key(10), (5, 2, LATENT))
+    opt = optax.adam(0.1)
+    state = opt.init(z)
+
+    def total(z):
+        r = jax.vmap(jax.vmap(measure))(jax.vmap(jax.vmap(g))(z)) - y[:, None]
+        return jnp.sum(r**2) + 1e-3 * jnp.sum(z**2)
+
+    for _ in range(30):
+        updates, state = opt.update(jax.grad(total)(z), state)
+        z = optax.apply_updates(z, updates)
+    np.testing.assert_allclose(zero.z, z[jnp.arange(5), zero.best_restart], atol=5e-5)
+
+
+@pytest.mark.parametrize("path", ["chunked", "scan"])
+def test_early_stop_stops_and_never_ends_worse_than_at_the_stop(problem, path, monkeypatch):
+    g, measure, y, *_ = problem
+    _use_path(monkeypatch, path)
+    kw = dict(key=jax.random.key(11), latent_dim=LATENT, num_restarts=3, reg=1e-3)
+    out = gejax.reconstruct(g, measure, y, steps=400, tol=1e-2, **kw)
+    steps_run = np.asarray(out.steps_run)
+    assert steps_run.max() < 400 and steps_run.min() >= 10 and np.all(steps_run % 10 == 0)
+    assert len(np.unique(steps_run)) > 1  # images stop on their own, not all at once
+    for s in np.unique(steps_run):
+        plain = gejax.reconstruct(g, measure, y, steps=int(s), **kw)
+        stopped_here = steps_run == s
+        assert np.all(np.asarray(out.objective)[stopped_here]
+                      <= np.asarray(plain.objective)[stopped_here] * (1 + 1e-4) + 1e-7)
+    # The answer is the best restart, and its image is G of its latent.
+    np.testing.assert_array_equal(out.best_restart, jnp.argmin(out.objective, axis=1))
+    np.testing.assert_allclose(out.x_hat, jax.vmap(g)(out.z), rtol=1e-5)
+
+
+def test_early_stop_under_callers_jit(problem):
+    g, measure, y, *_ = problem
+    kw = dict(key=jax.random.key(12), latent_dim=LATENT, num_restarts=2, steps=300)
+    eager = gejax.reconstruct(g, measure, y, tol=1e-2, **kw)
+    traced = jax.jit(lambda y, tol: gejax.reconstruct(g, measure, y, tol=tol, **kw))(y, 1e-2)
+    np.testing.assert_array_equal(traced.steps_run, eager.steps_run)
+    np.testing.assert_allclose(traced.objective, eager.objective, rtol=1e-4, atol=1e-6)
+
+
+def test_init_with_the_true_latent_returns_it(problem):
+    g, measure, y, x_true, z_true = problem
+    kw = dict(key=jax.random.key(13), latent_dim=LATENT, num_restarts=2, reg=0.0)
+    start = gejax.reconstruct(g, measure, y, init=z_true, steps=0, **kw)
+    np.testing.assert_allclose(start.objective[:, 0], 0.0, atol=1e-10)
+    np.testing.assert_array_equal(start.z, z_true)
+    out = gejax.reconstruct(g, measure, y, init=z_true, steps=50, learning_rate=0.01, **kw)
+    np.testing.assert_allclose(out.z, z_true, atol=1e-2)
+    np.testing.assert_allclose(out.x_hat, x_true, atol=1e-3)
+
+
+def test_init_sets_the_first_restarts_and_keeps_the_random_ones(problem):
+    g, measure, y, *_ = problem
+    kw = dict(key=jax.random.key(14), latent_dim=LATENT, num_restarts=3, steps=0)
+    z0 = jnp.full((5, 2, LATENT), 0.25)
+    with_init = gejax.reconstruct(g, measure, y, init=z0, **kw)
+    random = gejax.reconstruct(g, measure, y, **kw)
+    starts = jax.random.normal(jax.random.key(14), (5, 3, LATENT))
+    # The objective of each start tells which z it had: restarts 0-1 the given, 2 random.
+    np.testing.assert_allclose(with_init.objective[:, 2], random.objective[:, 2])
+    given = gejax.reconstruct(g, measure, y, init=starts.at[:, :2].set(z0), **kw)
+    np.testing.assert_array_equal(with_init.objective, given.objective)
+
+
+@pytest.mark.parametrize("path", ["chunked", "scan"])
+@pytest.mark.parametrize("tol", [0.0, 1e-2])
+def test_progress_is_reported_on_every_path(problem, path, tol, monkeypatch):
+    g, measure, y, *_ = problem
+    _use_path(monkeypatch, path)
+    seen = []
+    out = gejax.reconstruct(g, measure, y, key=jax.random.key(15), latent_dim=LATENT,
+                            steps=57, tol=tol, progress=seen.append)
+    assert sum(seen) == int(np.max(out.steps_run)) and len(seen) == -(-sum(seen) // 10)

@@ -1,0 +1,154 @@
+"""A learned start for the solver: a small network Q, trained once per workdir and encoder,
+that maps GE's measurement y = EN(x) (or EN(x_dagger)) straight to a latent z with G(z)
+close to x. `evaluate.* --init learned` starts one restart of every image at Q(y), so
+Adam begins near the answer instead of at a random z (amortized inference, as an
+encoder-initialised GAN inversion does).
+
+Q is trained on what the solver sees: real and G-made images, half of them degraded by a
+random restoration task as `train.ae --corrupt all` does, with the loss
+||G(Q(EN(input))) - clean||^2 in image space, G and EN frozen.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import optax
+from flax.training.train_state import TrainState
+from jax.tree_util import Partial
+
+from gejax import checkpoint, data, models, parallel, tasks, training
+
+
+@dataclasses.dataclass(frozen=True)
+class InitConfig:
+    """Q: an MLP code (code_dim) -> z (latent_dim) with `depth` hidden layers of `width`."""
+
+    code_dim: int
+    latent_dim: int
+    width: int = 512
+    depth: int = 2
+
+
+@dataclasses.dataclass(frozen=True)
+class InitTrainConfig:
+    """Adam on ||G(Q(EN(input))) - clean||^2; inputs as in AETrainConfig (fake, corrupt)."""
+
+    steps: int = 2000
+    batch_size: int = 64
+    learning_rate: float = 1e-3
+    fake_fraction: float = 0.5
+    corrupt: str = "all"
+    corrupt_fraction: float = 0.5
+    seed: int = 0
+    checkpoint_every: int = 500
+    log_every: int = 25
+
+
+class LatentHead(nn.Module):
+    config: InitConfig
+
+    @nn.compact
+    def __call__(self, y: jax.Array) -> jax.Array:
+        """y (..., code_dim) -> z (..., latent_dim)."""
+        h = y
+        for _ in range(self.config.depth):
+            h = nn.elu(nn.Dense(self.config.width)(h))
+        return nn.Dense(self.config.latent_dim)(h)
+
+
+def name_for(encoder: str) -> str:
+    """Checkpoint folder and config section of the learned start of autoencoder `encoder`."""
+    return f"init_{encoder}"
+
+
+def init_state(model: InitConfig, cfg: InitTrainConfig) -> TrainState:
+    head = LatentHead(model)
+    params = head.init(jax.random.key(cfg.seed), jnp.zeros((1, model.code_dim)))
+    return TrainState.create(apply_fn=head.apply, params=params,
+                             tx=optax.adam(cfg.learning_rate))
+
+
+def init_step(state: TrainState, real: jax.Array, key: jax.Array, *, g_params, en_params,
+              began: models.BeganConfig, ae: models.AEConfig, cfg: InitTrainConfig
+              ) -> tuple[TrainState, dict[str, jax.Array]]:
+    """One step on a batch (N, H, W, C) whose first `fake_fraction` part is made by G."""
+    generator = models.Generator(began)
+    n_fake = int(round(cfg.fake_fraction * real.shape[0]))
+    k_z, k_pick, k_corrupt = jax.random.split(key, 3)
+    fake = generator.apply(g_params, jax.random.normal(k_z, (n_fake, began.latent_dim)))
+    clean = jnp.concatenate([fake, real[n_fake:]], axis=0)
+    inputs = clean
+    if cfg.corrupt != "none":
+        picked = jax.random.bernoulli(k_pick, cfg.corrupt_fraction, (clean.shape[0], 1, 1, 1))
+        degraded = (tasks.degrade_any(clean, k_corrupt) if cfg.corrupt == "all"
+                    else tasks.degrade(cfg.corrupt, clean, k_corrupt))
+        inputs = jnp.where(picked, degraded, clean)
+    y = models.ae_encoder_fn(en_params, ae)(inputs)
+
+    def loss(params):
+        x_hat = generator.apply(g_params, state.apply_fn(params, y))
+        return jnp.mean((x_hat - clean) ** 2)
+
+    value, grads = jax.value_and_grad(loss)(state.params)
+    return state.apply_gradients(grads=grads), {"loss": value}
+
+
+def train_init(workdir: str, cfg: InitTrainConfig, encoder: str = "ae") -> TrainState:
+    """Train (or resume) the learned start of autoencoder `encoder` in a trained workdir."""
+    training.check_config(cfg)
+    if encoder not in training.ae_names(workdir):
+        raise ValueError(f"{workdir} has no autoencoder {encoder!r} (it has "
+                         f"{training.ae_names(workdir) or 'none'}); run python -m train.ae first")
+    began, g_params, _ = training.load_began(workdir)
+    ae, ae_params = training.load_ae(workdir, encoder)
+    model = InitConfig(code_dim=ae.code_dim, latent_dim=began.latent_dim)
+    name = name_for(encoder)
+    if parallel.is_primary():
+        checkpoint.write_config(workdir, **{name: model, f"{name}_train": cfg})
+    images = data.load(checkpoint.section(workdir, "data", data.DataConfig), "train")
+    state = init_state(model, cfg)
+    restored, start = checkpoint.restore(workdir, name, state)
+    if restored is not None:
+        state = restored
+        print(f"resuming from step {start}")
+    if start >= cfg.steps:
+        print(f"already trained to step {start} >= --steps {cfg.steps}; nothing to do")
+        return state
+    step_fn = functools.partial(init_step, g_params=g_params, en_params=ae_params, began=began,
+                                ae=ae, cfg=cfg)
+    return training.run_loop(name=name, workdir=workdir, state=state, step_fn=step_fn,
+                             images=images, cfg=cfg, start=start, postfix_keys=("loss",),
+                             params_of=lambda s: s.params, on_checkpoint=lambda s, step: None)
+
+
+def load_init(workdir: str, encoder: str = "ae") -> Partial | None:
+    """Q of autoencoder `encoder` as a pure callable y (..., code_dim) -> z, or None if the
+    workdir has no learned start for it."""
+    name = name_for(encoder)
+    stored = checkpoint.read_config(workdir)
+    if name not in stored:
+        return None
+    model = checkpoint.section(workdir, name, InitConfig)
+    cfg = checkpoint.section(workdir, f"{name}_train", InitTrainConfig)
+    target = jax.eval_shape(lambda: init_state(model, cfg).params)
+    params, _ = checkpoint.restore(workdir, name, target, item="params")
+    if params is None:
+        raise ValueError(f"{workdir} has no checkpoint of {name}; run python -m train.init "
+                         f"--workdir {workdir} --encoder {encoder}")
+    return Partial(_head_apply(model), params)
+
+
+@functools.cache
+def _head_apply(model: InitConfig) -> Any:
+    head = LatentHead(model)
+
+    def apply(params, y):
+        return head.apply(params, y)
+
+    return apply
