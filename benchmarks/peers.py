@@ -290,7 +290,7 @@ def main():
           f"matmul |\n|---|---|---|---|---|")
     for name, t, j, frac in rows:
         unit = "img*rst*steps" if "solver" in name else "steps"
-        print(f"| {name:<16} | {t:9.0f} {unit} | {j:9.0f} | {j / t:5.2f}x | "
+        print(f"| {name:<16} | {t:9.1f} {unit} | {j:9.1f} | {j / t:5.2f}x | "
               f"{'' if np.isnan(frac) else f'{frac:.0%}'} |")
 
 
