@@ -113,6 +113,6 @@ def test_shipped_learned_start_lands_near_the_image():
     for x_in in (x, tasks.degrade("denoise", x, jax.random.key(1))):
         codes = jax.vmap(en)(x_in)
         learned = mse(jax.vmap(q)(codes))
-        # Measured: 0.010 (clean) and 0.013 (noisy) against 0.10 for random z.
+        # Measured: 0.010 (clean) and 0.017 (noisy) against 0.10 for random z or untrained Q.
         assert learned < 0.02 and learned < random / 4, (learned, random)
         assert learned < mse(jax.vmap(untrained)(codes)) / 3
