@@ -13,7 +13,6 @@ import jax
 from gejax import parallel
 from gejax.training import DivergedError
 
-
 # Where compiled programs are kept between runs, unless JAX_COMPILATION_CACHE_DIR says.
 CACHE = Path.home() / ".cache" / "gejax" / "xla"
 

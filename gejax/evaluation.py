@@ -69,10 +69,10 @@ class SolverConfig:
     reg_ge: float = 1e-3
     reg_ga: float = 1.0
     seed: int = 0
-    # Beyond the paper (README "Faster answers"): `tol` > 0 stops each restart once its
-    # objective stops falling (reconstruct's `tol`); `init` "learned" starts restart 0 of
-    # GE1 at the workdir's learned start (train.init). Neither changes which images are
-    # solved; `batch_size` images are solved at a time, so memory stays flat in N.
+    # Beyond the paper (docs/speed.md): `tol` > 0 stops each image once its objective
+    # stops falling (reconstruct's `tol`; 3e-2 chosen on train); `init` "learned" starts
+    # restart 0 of GE1 at the workdir's learned start (train.init). `batch_size` images
+    # are solved at a time, so memory stays flat in N; it changes no number.
     tol: float = 0.0
     init: str = "random"
     batch_size: int = 64
@@ -380,8 +380,9 @@ def write_outputs(out_dir: str | Path, results: dict, table: str,
 
 
 def markdown_table(results: dict, *, title: str) -> str:
-    lines = [f"# {title}", "", "| method | m | MSE (mean +- std) | PSNR (dB) | SSIM | seconds "
-                               "| solver steps (mean) | start |", "|---|---|---|---|---|---|---|---|"]
+    lines = [f"# {title}", "",
+             "| method | m | MSE (mean +- std) | PSNR (dB) | SSIM | seconds | solver steps "
+             "(mean) | start |", "|---|---|---|---|---|---|---|---|"]
     for name, r in results["methods"].items():
         steps = f"{r['steps_run']:.0f}" if "steps_run" in r else ""
         lines.append(f"| {name} | {r.get('m', '')} | {r['mse']:.5f} +- {r['mse_std']:.5f} | "

@@ -301,6 +301,17 @@ def _bucket(n: int, total: int) -> int:
     return size
 
 
+def _take(track: _Track, idx, b: int) -> _Track:
+    """The rows idx of every per-image leaf (leading axis b); shared leaves as they are."""
+    return jax.tree_util.tree_map(lambda a: a[idx] if a.ndim and a.shape[0] == b else a, track)
+
+
+def _put(track: _Track, sub: _Track, idx, b: int) -> _Track:
+    """`track` with its rows idx replaced by `sub`'s; shared leaves (Adam's count) from sub."""
+    return jax.tree_util.tree_map(
+        lambda a, s: a.at[idx].set(s) if a.ndim and a.shape[0] == b else s, track, sub)
+
+
 def _solve_chunked_tol(generator, measure, y, z, opt_state, reg, tol, *, steps, progress=None):
     """The CPU path with early stopping: every window runs only the images still going.
 
@@ -315,9 +326,6 @@ def _solve_chunked_tol(generator, measure, y, z, opt_state, reg, tol, *, steps, 
     steps_run = np.zeros(b, np.int32)
     done = 0
 
-    def rows(a):
-        return a.ndim and a.shape[0] == b
-
     while done < steps and active.any():
         n = min(CPU_CHUNK, steps - done)
         live = np.flatnonzero(active)
@@ -325,10 +333,9 @@ def _solve_chunked_tol(generator, measure, y, z, opt_state, reg, tol, *, steps, 
             track = _chunk_tracked(generator, measure, y, track, reg, num_steps=n)
         else:
             idx = np.concatenate([live, np.full(_bucket(len(live), b) - len(live), live[-1])])
-            sub = jax.tree_util.tree_map(lambda a: a[idx] if rows(a) else a, track)
-            sub = _chunk_tracked(generator, measure, y[idx], sub, reg, num_steps=n)
-            track = jax.tree_util.tree_map(lambda a, s: a.at[idx].set(s) if rows(a) else s,
-                                           track, sub)
+            sub = _chunk_tracked(generator, measure, y[idx], _take(track, idx, b), reg,
+                                 num_steps=n)
+            track = _put(track, sub, idx, b)
         done += n
         steps_run[live] = done
         best = np.asarray(track.best)
