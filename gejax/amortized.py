@@ -22,7 +22,7 @@ import optax
 from flax.training.train_state import TrainState
 from jax.tree_util import Partial
 
-from gejax import checkpoint, data, models, parallel, tasks, training
+from gejax import checkpoint, data, models, parallel, training
 
 
 @dataclasses.dataclass(frozen=True)
@@ -36,18 +36,10 @@ class InitConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class InitTrainConfig:
-    """Adam on ||G(Q(EN(input))) - clean||^2; inputs as in AETrainConfig (fake, corrupt)."""
+class InitTrainConfig(training.AETrainConfig):
+    """Adam on ||G(Q(EN(input))) - clean||^2; inputs as train.ae's (`mixed_batch`)."""
 
     steps: int = 2000
-    batch_size: int = 64
-    learning_rate: float = 1e-3
-    fake_fraction: float = 0.5
-    corrupt: str = "all"
-    corrupt_fraction: float = 0.5
-    seed: int = 0
-    checkpoint_every: int = 500
-    log_every: int = 25
 
 
 class LatentHead(nn.Module):
@@ -77,18 +69,10 @@ def init_state(model: InitConfig, cfg: InitTrainConfig) -> TrainState:
 def init_step(state: TrainState, real: jax.Array, key: jax.Array, *, g_params, en_params,
               began: models.BeganConfig, ae: models.AEConfig, cfg: InitTrainConfig
               ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One step on a batch (N, H, W, C) whose first `fake_fraction` part is made by G."""
+    """One step on `training.mixed_batch` (N, H, W, C): real, G-made, partly degraded."""
     generator = models.Generator(began)
-    n_fake = int(round(cfg.fake_fraction * real.shape[0]))
-    k_z, k_pick, k_corrupt = jax.random.split(key, 3)
-    fake = generator.apply(g_params, jax.random.normal(k_z, (n_fake, began.latent_dim)))
-    clean = jnp.concatenate([fake, real[n_fake:]], axis=0)
-    inputs = clean
-    if cfg.corrupt != "none":
-        picked = jax.random.bernoulli(k_pick, cfg.corrupt_fraction, (clean.shape[0], 1, 1, 1))
-        degraded = (tasks.degrade_any(clean, k_corrupt) if cfg.corrupt == "all"
-                    else tasks.degrade(cfg.corrupt, clean, k_corrupt))
-        inputs = jnp.where(picked, degraded, clean)
+    clean, inputs, _ = training.mixed_batch(real, g_params, began, cfg,
+                                            *jax.random.split(key, 3))
     y = models.ae_encoder_fn(en_params, ae)(inputs)
 
     def loss(params):
@@ -112,19 +96,9 @@ def train_init(workdir: str, cfg: InitTrainConfig, encoder: str = "ae") -> Train
     if parallel.is_primary():
         checkpoint.write_config(workdir, **{name: model, f"{name}_train": cfg})
     images = data.load(checkpoint.section(workdir, "data", data.DataConfig), "train")
-    state = init_state(model, cfg)
-    restored, start = checkpoint.restore(workdir, name, state)
-    if restored is not None:
-        state = restored
-        print(f"resuming from step {start}")
-    if start >= cfg.steps:
-        print(f"already trained to step {start} >= --steps {cfg.steps}; nothing to do")
-        return state
     step_fn = functools.partial(init_step, g_params=g_params, en_params=ae_params, began=began,
                                 ae=ae, cfg=cfg)
-    return training.run_loop(name=name, workdir=workdir, state=state, step_fn=step_fn,
-                             images=images, cfg=cfg, start=start, postfix_keys=("loss",),
-                             params_of=lambda s: s.params, on_checkpoint=lambda s, step: None)
+    return training.fit(workdir, name, init_state(model, cfg), step_fn, images, cfg, ("loss",))
 
 
 def load_init(workdir: str, encoder: str = "ae") -> Partial | None:

@@ -135,11 +135,15 @@ def _steps(generator, measure, y, z, opt_state, reg, num_steps, unroll):
     return z, opt_state
 
 
-def _finish(generator, measure, y, z, reg, steps_run):
-    objective = _objectives(generator, measure, z, y, reg)
+def _pick(generator, z, objective, steps_run):
+    """The Reconstruction of the restart with the lowest objective: z (B, R, L), (B, R)."""
     best = jnp.argmin(objective, axis=1)
     z_best = jnp.take_along_axis(z, best[:, None, None], axis=1)[:, 0]
     return Reconstruction(jax.vmap(generator)(z_best), z_best, objective, best, steps_run)
+
+
+def _finish(generator, measure, y, z, reg, steps_run):
+    return _pick(generator, z, _objectives(generator, measure, z, y, reg), steps_run)
 
 
 def _report(n):
@@ -247,11 +251,8 @@ def _finish_tracked(generator, measure, y, reg, track: _Track, steps_run):
     """Every restart's best visited z (its final z included), then the best restart."""
     last = _objectives(generator, measure, track.z, y, reg)
     better = last < track.best
-    z = jnp.where(better[..., None], track.z, track.best_z)
-    objective = jnp.where(better, last, track.best)
-    best = jnp.argmin(objective, axis=1)
-    z_best = jnp.take_along_axis(z, best[:, None, None], axis=1)[:, 0]
-    return Reconstruction(jax.vmap(generator)(z_best), z_best, objective, best, steps_run)
+    return _pick(generator, jnp.where(better[..., None], track.z, track.best_z),
+                 jnp.where(better, last, track.best), steps_run)
 
 
 @functools.partial(jax.jit, static_argnames=("steps", "report"))

@@ -106,7 +106,7 @@ class BeganState:
     g_ema: Any
 
 
-def check_config(cfg) -> None:
+def check_config(cfg: BeganTrainConfig | AETrainConfig) -> None:
     """Refuse training settings that cannot run, before any data is loaded."""
     for f in dataclasses.fields(cfg):
         value, flag = getattr(cfg, f.name), f"--{f.name}"
@@ -121,9 +121,10 @@ def check_config(cfg) -> None:
             validate.number(value, flag, positive=f.name == "learning_rate")
     if isinstance(cfg, BeganTrainConfig) and not cfg.ema_decay < 1:
         raise ValueError(f"--ema_decay must be in [0, 1), got {cfg.ema_decay}")
-    for name in ("fake_fraction", "corrupt_fraction"):
-        if hasattr(cfg, name) and not getattr(cfg, name) <= 1:
-            raise ValueError(f"--{name} must be in [0, 1], got {getattr(cfg, name)}")
+    if isinstance(cfg, AETrainConfig):
+        for name in ("fake_fraction", "corrupt_fraction"):
+            if not getattr(cfg, name) <= 1:
+                raise ValueError(f"--{name} must be in [0, 1], got {getattr(cfg, name)}")
 
 
 def _adam(cfg) -> optax.GradientTransformation:
@@ -424,27 +425,34 @@ def ae_init(model: models.AEConfig, cfg: AETrainConfig) -> TrainState:
                              tx=optax.adam(cfg.learning_rate))
 
 
+def mixed_batch(real: jax.Array, g_params, began: models.BeganConfig, cfg: AETrainConfig,
+                k_z: jax.Array, k_pick: jax.Array, k_corrupt: jax.Array
+                ) -> tuple[jax.Array, jax.Array, int]:
+    """What train.ae and train.init learn from: (clean, inputs, n_fake), each (N, H, W, C).
+
+    The first `fake_fraction` of the batch is replaced by G(z) (paper sec. 3; unclipped:
+    the solver feeds EN exactly what G makes). With `cfg.corrupt`, each input is degraded
+    with probability `corrupt_fraction`; `clean` is the target.
+    """
+    n_fake = int(round(cfg.fake_fraction * real.shape[0]))
+    fake = models.Generator(began).apply(g_params, jax.random.normal(k_z, (n_fake,
+                                                                           began.latent_dim)))
+    clean = jnp.concatenate([fake, real[n_fake:]], axis=0)
+    if cfg.corrupt == "none":
+        return clean, clean, n_fake
+    picked = jax.random.bernoulli(k_pick, cfg.corrupt_fraction, (clean.shape[0], 1, 1, 1))
+    degraded = (tasks.degrade_any(clean, k_corrupt) if cfg.corrupt == "all"
+                else tasks.degrade(cfg.corrupt, clean, k_corrupt))
+    return clean, jnp.where(picked, degraded, clean), n_fake
+
+
 def ae_step(state: TrainState, real: jax.Array, key: jax.Array, *, g_params,
             began: models.BeganConfig, cfg: AETrainConfig
             ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One step on a batch whose first `fake_fraction` part is replaced by G(z) (paper sec. 3).
-
-    With `cfg.corrupt`, each input is degraded with probability `corrupt_fraction`; the
-    target is always the clean batch.
-    """
-    n_fake = int(round(cfg.fake_fraction * real.shape[0]))
-    z = jax.random.normal(key, (n_fake, began.latent_dim))
-    fake = models.Generator(began).apply(g_params, z)
-    # Unclipped: the solver feeds EN exactly what G makes.
-    batch = jnp.concatenate([fake, real[n_fake:]], axis=0)
-    inputs = batch
-    if cfg.corrupt != "none":
-        # Keys of their own, so that z, and the paper's GE1, are as without --corrupt.
-        k_pick, k_corrupt = jax.random.split(jax.random.fold_in(key, 1))
-        picked = jax.random.bernoulli(k_pick, cfg.corrupt_fraction, (batch.shape[0], 1, 1, 1))
-        degraded = (tasks.degrade_any(batch, k_corrupt) if cfg.corrupt == "all"
-                    else tasks.degrade(cfg.corrupt, batch, k_corrupt))
-        inputs = jnp.where(picked, degraded, batch)
+    """One reconstruction step on `mixed_batch` (real, G-made, optionally degraded inputs)."""
+    # Corruption keys of their own, so that z, and the paper's GE1, are as without --corrupt.
+    batch, inputs, n_fake = mixed_batch(real, g_params, began, cfg, key,
+                                        *jax.random.split(jax.random.fold_in(key, 1)))
 
     def loss(params):
         rec = state.apply_fn(params, inputs)
@@ -456,6 +464,22 @@ def ae_step(state: TrainState, real: jax.Array, key: jax.Array, *, g_params,
     (value, (fake_mse, real_mse)), grads = jax.value_and_grad(loss, has_aux=True)(state.params)
     return state.apply_gradients(grads=grads), {"loss": value, "fake_mse": fake_mse,
                                                 "real_mse": real_mse}
+
+
+def fit(workdir: str, name: str, state: TrainState, step_fn, images: np.ndarray, cfg,
+        postfix_keys: tuple[str, ...]) -> TrainState:
+    """Resume `state` from the newest checkpoint `name` of the workdir, then train it to
+    `cfg.steps` with `run_loop` (train.ae and train.init)."""
+    restored, start = checkpoint.restore(workdir, name, state)
+    if restored is not None:
+        state = restored
+        print(f"resuming from step {start}")
+    if start >= cfg.steps:
+        print(f"already trained to step {start} >= --steps {cfg.steps}; nothing to do")
+        return state
+    return run_loop(name=name, workdir=workdir, state=state, step_fn=step_fn, images=images,
+                    cfg=cfg, start=start, postfix_keys=postfix_keys,
+                    params_of=lambda s: s.params, on_checkpoint=lambda s, step: None)
 
 
 def train_ae(workdir: str, model: models.AEConfig, cfg: AETrainConfig, name: str = "ae"
@@ -475,20 +499,9 @@ def train_ae(workdir: str, model: models.AEConfig, cfg: AETrainConfig, name: str
                          f"{began.image_shape}")
     if parallel.is_primary():
         checkpoint.write_config(workdir, **{name: model, f"{name}_train": cfg})
-    images = data.load(data_cfg, "train")
-    state = ae_init(model, cfg)
-    restored, start = checkpoint.restore(workdir, name, state)
-    if restored is not None:
-        state = restored
-        print(f"resuming from step {start}")
-    if start >= cfg.steps:
-        print(f"already trained to step {start} >= --steps {cfg.steps}; nothing to do")
-        return state
     step_fn = functools.partial(ae_step, g_params=g_params, began=began, cfg=cfg)
-    return run_loop(name=name, workdir=workdir, state=state, step_fn=step_fn, images=images,
-                 cfg=cfg, start=start, postfix_keys=("loss", "fake_mse", "real_mse"),
-                 params_of=lambda s: s.params,
-                 on_checkpoint=lambda s, step: None)
+    return fit(workdir, name, ae_init(model, cfg), step_fn, data.load(data_cfg, "train"), cfg,
+               ("loss", "fake_mse", "real_mse"))
 
 
 def ae_names(workdir: str) -> list[str]:
