@@ -24,7 +24,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import gejax
-from gejax import evaluation, models, operators, training
+from gejax import models, operators, training
+from gejax.workdir import default_workdir, eval_images, load_networks
 
 try:
     import torch
@@ -236,12 +237,12 @@ def main():
     parser.add_argument("--train_steps", type=int, default=20)
     args = parser.parse_args()
 
-    workdir = evaluation.default_workdir()
-    nets = evaluation.load_networks(workdir)
+    workdir = default_workdir()
+    nets = load_networks(workdir)
     cfg = nets.began
     _, g_params, d_params = training.load_began(workdir)
     ae, ae_params = training.load_ae(workdir)
-    x = evaluation.eval_images(nets, args.images)
+    x = eval_images(nets, args.images)
     n_pixels = int(np.prod(x.shape[1:]))
     a = np.asarray(operators.gaussian_matrix(jax.random.key(0), 128, n_pixels))
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from gejax import checkpoint, data, models, training
+from gejax import checkpoint, data, models, presets, training
 
 
 def recipe(workdir: str) -> str:
@@ -23,7 +23,7 @@ def recipe(workdir: str) -> str:
     cfg = checkpoint.section(workdir, "began_train", training.BeganTrainConfig)
     model = checkpoint.section(workdir, "began", models.BeganConfig)
     diffs = [f"{f.name}={getattr(c, f.name)}" for c, d in ((cfg, training.BeganTrainConfig()),
-                                                           (model, models.began_mnist32()))
+                                                           (model, presets.mnist32().model))
              for f in dataclasses.fields(c)
              if getattr(c, f.name) != getattr(d, f.name) and f.name != "steps"]
     return ", ".join(diffs) or "defaults"

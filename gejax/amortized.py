@@ -85,7 +85,7 @@ def init_step(state: TrainState, real: jax.Array, key: jax.Array, *, g_params, e
 
 def train_init(workdir: str, cfg: InitTrainConfig, encoder: str = "ae") -> TrainState:
     """Train (or resume) the learned start of autoencoder `encoder` in a trained workdir."""
-    training.check_config(cfg)
+    cfg.check()
     if encoder not in training.ae_names(workdir):
         raise ValueError(f"{workdir} has no autoencoder {encoder!r} (it has "
                          f"{training.ae_names(workdir) or 'none'}); run python -m train.ae first")

@@ -1,4 +1,6 @@
-"""What every command shares: config flags, and user mistakes as one line, not a traceback."""
+"""What every command shares: flags generated from its settings dataclass by tyro (field
+docstrings are the help), the multi-host flags, and user mistakes as one line.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +9,10 @@ import dataclasses
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import jax
+import tyro
 
 from gejax import parallel
 from gejax.training import DivergedError
@@ -16,27 +20,45 @@ from gejax.training import DivergedError
 # Where compiled programs are kept between runs, unless JAX_COMPILATION_CACHE_DIR says.
 CACHE = Path.home() / ".cache" / "gejax" / "xla"
 
-
-def add_dataclass_flags(parser: argparse.ArgumentParser, cls, *, skip=()) -> None:
-    """One `--field` flag per field of the config dataclass `cls`, default None (= keep)."""
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        kind = f.type if isinstance(f.type, type) else {"int": int, "float": float,
-                                                         "str": str}.get(str(f.type), str)
-        parser.add_argument(f"--{f.name}", type=kind, default=None,
-                            help=f"{cls.__name__}.{f.name} (default {f.default})")
+S = TypeVar("S")
 
 
-def given(cls, args: argparse.Namespace) -> dict:
-    """The fields of the config dataclass `cls` that the user set on the command line."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(cls)
-            if getattr(args, f.name, None) is not None}
+@dataclasses.dataclass(frozen=True)
+class Runtime:
+    """Flags of every command: tracebacks, and joining a multi-host run (see README)."""
+
+    debug: bool = False
+    """show full tracebacks"""
+    distributed: bool = False
+    """join a multi-host run (jax.distributed.initialize); without the three flags below,
+    SLURM / Open MPI / Cloud TPU are auto-detected"""
+    coordinator_address: str | None = None
+    """host:port of process 0"""
+    num_processes: int | None = None
+    process_id: int | None = None
 
 
-def override(config, args: argparse.Namespace):
-    """`config` with the fields the user set on the command line replaced."""
-    return dataclasses.replace(config, **given(config, args))
+def peek(settings: type, argv: list[str]) -> dict[str, str | None]:
+    """The values of `settings`' top-level str fields on the command line, before parsing
+    it all: a command whose defaults depend on its workdir reads them from here."""
+    p = argparse.ArgumentParser(add_help=False)
+    for f in dataclasses.fields(settings):
+        if f.type in (str, "str", "str | None"):
+            p.add_argument(f"--{f.name}")
+    return vars(p.parse_known_args(argv)[0])
+
+
+def parse(settings: type[S], argv: list[str], *, prog: str, default: S | None = None
+          ) -> tuple[S, Runtime]:
+    """(settings, runtime) from argv; `default` replaces the dataclass defaults (a
+    field set to tyro.MISSING stays required). Exits 2 with tyro's message on a flag
+    that does not parse."""
+    args = dataclasses.make_dataclass("Args", [("settings", settings),
+                                               ("runtime", Runtime, Runtime())])
+    out = tyro.cli(args, args=argv, prog=prog, description=settings.__doc__,
+                   default=None if default is None else args(default, Runtime()),
+                   use_underscores=True, config=(tyro.conf.OmitArgPrefixes,))
+    return out.settings, out.runtime
 
 
 def _quiet_closed_event_loop(unraisable) -> None:
@@ -51,34 +73,46 @@ def _quiet_closed_event_loop(unraisable) -> None:
         sys.__unraisablehook__(unraisable)
 
 
-def main(run: Callable[[argparse.Namespace], None], parser: argparse.ArgumentParser) -> None:
-    """Parse flags and run; a user mistake or a diverged run exits 2 with its message only."""
-    parser.add_argument("--debug", action="store_true", help="show full tracebacks")
-    multi = parser.add_argument_group(
-        "multi-host (run the same command on every host; see README)")
-    multi.add_argument("--distributed", action="store_true",
-                       help="join a multi-host run (jax.distributed.initialize); without the "
-                            "three flags below, SLURM / Open MPI / Cloud TPU are auto-detected")
-    multi.add_argument("--coordinator_address", default=None, help="host:port of process 0")
-    multi.add_argument("--num_processes", type=int, default=None)
-    multi.add_argument("--process_id", type=int, default=None)
-    args = parser.parse_args()
-    sys.unraisablehook = _quiet_closed_event_loop
-    if not jax.config.jax_compilation_cache_dir:
-        # Compiled XLA programs persist between runs (JAX's own cache): on CPU the
-        # solver's programs take seconds to compile, as long as many of its steps.
-        jax.config.update("jax_compilation_cache_dir", str(CACHE))
-    try:
-        hosts = (args.coordinator_address, args.num_processes, args.process_id)
-        if args.distributed or any(v is not None for v in hosts):
+@dataclasses.dataclass(frozen=True)
+class Command:
+    """An entry point: flags parsed into `settings`, then `run(settings)`.
+
+    `defaults(peeked)`, if given, builds the default settings from the top-level str
+    flags (e.g. a workdir's stored configs).
+    """
+
+    prog: str
+    run: Callable
+    settings: type
+    defaults: Callable[[dict], object] | None = None
+
+    def call(self, argv: list[str]) -> None:
+        """Parse argv and run; errors propagate (tests, and `main`)."""
+        argv = [str(a) for a in argv]
+        default = self.defaults(peek(self.settings, argv)) if self.defaults else None
+        chosen, runtime = parse(self.settings, argv, prog=self.prog, default=default)
+        hosts = (runtime.coordinator_address, runtime.num_processes, runtime.process_id)
+        if runtime.distributed or any(v is not None for v in hosts):
             parallel.initialize(*hosts)
-        run(args)
-    except (ValueError, OSError, DivergedError) as e:
-        if args.debug:
-            raise
-        message = " ".join(str(e).split())  # one line, even for multi-line library messages
-        print(f"{parser.prog}: error: {message}", file=sys.stderr)
-        sys.exit(2)
-    except KeyboardInterrupt:
-        print(f"{parser.prog}: interrupted; rerun the same command to resume", file=sys.stderr)
-        sys.exit(130)
+        self.run(chosen)
+
+    def main(self, argv: list[str] | None = None) -> None:
+        """`call` on sys.argv; a user mistake or a diverged run exits 2 with its message
+        on one line (`--debug`: the traceback)."""
+        argv = sys.argv[1:] if argv is None else argv
+        sys.unraisablehook = _quiet_closed_event_loop
+        if not jax.config.jax_compilation_cache_dir:
+            # Compiled XLA programs persist between runs (JAX's own cache): on CPU the
+            # solver's programs take seconds to compile, as long as many of its steps.
+            jax.config.update("jax_compilation_cache_dir", str(CACHE))
+        try:
+            self.call(argv)
+        except (ValueError, OSError, DivergedError) as e:
+            if "--debug" in argv:
+                raise
+            message = " ".join(str(e).split())  # one line, even for multi-line messages
+            print(f"{self.prog}: error: {message}", file=sys.stderr)
+            sys.exit(2)
+        except KeyboardInterrupt:
+            print(f"{self.prog}: interrupted; rerun the same command to resume", file=sys.stderr)
+            sys.exit(130)

@@ -94,31 +94,6 @@ class AEConfig:
         return (self.image_size, self.image_size, self.channels)
 
 
-def began_celeba64() -> BeganConfig:
-    """The paper's 64x64x3 CelebA networks: z 128, GE0(d=12, f=64, m=128)."""
-    return BeganConfig(image_size=64, channels=3, filters=64, latent_dim=128, code_dim=128)
-
-
-def began_celeba128() -> BeganConfig:
-    """The paper's 128x128x3 CelebA networks: z 64, GE0(d=15, f=64, m=64)."""
-    return BeganConfig(image_size=128, channels=3, filters=64, latent_dim=64, code_dim=64)
-
-
-def began_mnist32() -> BeganConfig:
-    """The embedded default: 32x32x1 MNIST digits, small enough to train on a laptop CPU.
-
-    f = 16 trains at ~10 steps/s on 2 CPU cores; code_dim = 128 makes GE0's m the
-    paper's 128.
-    """
-    return BeganConfig(image_size=32, channels=1, filters=16, latent_dim=64, code_dim=128)
-
-
-def ae_paper(image_size: int = 64, channels: int = 3, code_dim: int = 128) -> AEConfig:
-    """The paper's GE1(d=4, f=16, m)."""
-    return AEConfig(image_size=image_size, channels=channels, depth=4, filters=16,
-                    code_dim=code_dim)
-
-
 def _conv(features: int, stride: int = 1, name: str | None = None) -> nn.Conv:
     return nn.Conv(features, (3, 3), strides=(stride, stride), padding="SAME", name=name)
 

@@ -1,85 +1,248 @@
-"""The restoration tasks of the paper's section 3.2, in one place: how x_dagger is made
-and the operator S that GE applies to G(z) (eq. 5/6).
+"""The restoration tasks of the paper's section 3.2, one frozen dataclass each, in one
+registry: how x_dagger is made, the operator S that GE applies to G(z) (eq. 5/6), the
+classical baselines a user would reach for, and the settings a user may change.
 
 evaluate.restore degrades test images with them, and train.ae --corrupt trains an
 encoder on the same degradations (the paper's "customized encoders ... for different
-challenges", sec. 4.2). Everything here is jnp, so it also runs inside a jitted step.
+challenges", sec. 4.2). `degrade` and `operator` are jnp, so they also run inside a
+jitted step. Adding a task means adding a class here and an entry in TASKS.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Callable
+from typing import ClassVar
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.tree_util import Partial
 from jax.typing import ArrayLike
 
-from gejax import operators
+from gejax import baselines, operators, validate
 
-# Inpainting is one task of the paper with two masks; each mask is a task of its own here.
-NAMES = ("denoise", "deblur", "superres", "inpaint_block", "inpaint_lines")
-NOISE_SIGMA = 0.4  # the paper's additive Gaussian noise
-SR_FACTOR = 4  # the paper's 64x64 -> 16x16
+Baseline = Callable[[np.ndarray], np.ndarray]  # x_dagger (N, H, W, C) -> x_hat
 
 
-def blur_sigma(image_size: int) -> float:
-    """Blur width for the deblurring task: 1.5 px at 32x32, scaled with the image side."""
-    return 1.5 * image_size / 32
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """What every task answers; a subclass sets `name` and `figure` and overrides `degrade`.
+
+    `key` always means the same draw: the same key gives the same noise or line mask to
+    `degrade`, `operator`, `observed` and `baselines`.
+    """
+
+    name: ClassVar[str]
+    figure: ClassVar[str]  # the paper's figure that evaluate.restore reproduces
+
+    def check(self, image_shape: tuple[int, ...]) -> None:
+        """Refuse settings that cannot work on images of `image_shape` (H, W, C)."""
+
+    def degrade(self, x: ArrayLike, key: jax.Array) -> jax.Array:
+        """x_dagger (N, H, W, C) from clean images x (N, H, W, C)."""
+        raise NotImplementedError
+
+    def operator(self, image_shape: tuple[int, ...], key: jax.Array) -> Partial | None:
+        """S, per image (H, W, C) -> (H, W, C), that GE applies to G(z); None: identity."""
+        return None
+
+    def observed(self, image_shape: tuple[int, ...], key: jax.Array) -> jax.Array | None:
+        """(H, W, 1) mask of the pixels x_dagger shows as they are (inpainting), else None."""
+        return None
+
+    def params(self, image_shape: tuple[int, ...]) -> dict:
+        """The settings as used on images of `image_shape`, for results.json."""
+        return dataclasses.asdict(self)
+
+    def baselines(self, image_shape: tuple[int, ...], key: jax.Array) -> dict[str, Baseline]:
+        """The classical methods: name -> (x_dagger -> x_hat)."""
+        raise NotImplementedError
 
 
-def check_name(name: str) -> None:
-    if name not in NAMES:
+@dataclasses.dataclass(frozen=True)
+class Denoise(Task):
+    """Additive Gaussian noise of std `sigma` (the paper's 0.4); GE's S is the identity."""
+
+    sigma: float = 0.4
+    name: ClassVar[str] = "denoise"
+    figure: ClassVar[str] = "figure8"
+
+    def check(self, image_shape):
+        validate.number(self.sigma, "--sigma", positive=True)
+
+    def degrade(self, x, key):
+        return operators.gaussian_noise(x, key, sigma=self.sigma)
+
+    def baselines(self, image_shape, key):
+        return {"bm3d": functools.partial(baselines.bm3d_denoise, sigma=self.sigma)}
+
+
+@dataclasses.dataclass(frozen=True)
+class Deblur(Task):
+    """Gaussian blur of std `blur_sigma` px (default 1.5 at 32x32, scaled with the side).
+
+    GE is blind (S is the identity); so is blind Richardson-Lucy, given only the kernel's
+    size, while Wiener and Richardson-Lucy get the true kernel.
+    """
+
+    blur_sigma: float | None = None
+    name: ClassVar[str] = "deblur"
+    figure: ClassVar[str] = "figure9"
+
+    def sigma_for(self, image_size: int) -> float:
+        return self.blur_sigma if self.blur_sigma is not None else 1.5 * image_size / 32
+
+    def check(self, image_shape):
+        validate.number(self.sigma_for(image_shape[0]), "--blur_sigma", positive=True)
+
+    def degrade(self, x, key):
+        return operators.gaussian_blur(x, sigma=self.sigma_for(x.shape[-3]))
+
+    def params(self, image_shape):
+        return {"blur_sigma": self.sigma_for(image_shape[0])}
+
+    def baselines(self, image_shape, key):
+        sigma = self.sigma_for(image_shape[0])
+        size = operators.default_blur_kernel_size(sigma)
+        delta = np.zeros((size, size, 1), np.float32)
+        delta[size // 2, size // 2] = 1
+        kernel = np.asarray(operators.gaussian_blur(delta, sigma=sigma))[..., 0]
+        # 100 iterations of blind RL were the best of {10, 30, 100} on 16 train images
+        # (19.97 dB; 30 gave 19.86).
+        return {"wiener": functools.partial(baselines.wiener_deconvolve, kernel=kernel),
+                "richardson_lucy": functools.partial(baselines.richardson_lucy_deconvolve,
+                                                     kernel=kernel),
+                "blind_richardson_lucy": functools.partial(
+                    baselines.blind_richardson_lucy_deconvolve, kernel_size=size, num_iter=100)}
+
+
+@dataclasses.dataclass(frozen=True)
+class SuperRes(Task):
+    """Down-sampling by `factor` (the paper's 64x64 -> 16x16 is 4).
+
+    x_dagger is the bicubic up-sampling of the low-resolution image (the paper's
+    preconditioner), so it is also the baseline; S maps G(z) through the same down- and
+    up-sampling.
+    """
+
+    factor: int = 4
+    name: ClassVar[str] = "superres"
+    figure: ClassVar[str] = "figure10"
+
+    def check(self, image_shape):
+        validate.integer(self.factor, "--factor", 2)
+        if image_shape[0] % self.factor or image_shape[1] % self.factor:
+            raise ValueError(f"--factor {self.factor} must divide the image side "
+                             f"{image_shape[0]}x{image_shape[1]}")
+
+    def degrade(self, x, key):
+        return _down_up(self.factor)(x)
+
+    def operator(self, image_shape, key):
+        return Partial(_down_up(self.factor))
+
+    def baselines(self, image_shape, key):
+        return {"bicubic": _clip}
+
+
+@dataclasses.dataclass(frozen=True)
+class Inpaint(Task):
+    """Missing pixels under a `mask`: a centre "block" of side `block_size` (default the
+    paper's 30 at 64x64, scaled with the side) or hand-drawn-like "lines"."""
+
+    mask: str = "block"
+    block_size: int | None = None
+    figure: ClassVar[str] = "figure11"
+
+    @property
+    def name(self) -> str:  # each mask is a task of its own (own encoder, own results)
+        return f"inpaint_{self.mask}"
+
+    def size_for(self, image_size: int) -> int:
+        return self.block_size if self.block_size is not None else max(1, round(30 * image_size
+                                                                                / 64))
+
+    def check(self, image_shape):
+        if self.mask not in ("block", "lines"):
+            raise ValueError(f"--mask must be 'block' or 'lines', got {self.mask!r}")
+        if self.block_size is not None and self.mask != "block":
+            raise ValueError("--block_size applies to --mask block only")
+        side = min(image_shape[:2])
+        validate.integer(self.size_for(image_shape[0]), "--block_size", 1)
+        if self.size_for(image_shape[0]) > side:
+            raise ValueError(f"--block_size must be in [1, {side}], got {self.block_size}")
+
+    def observed(self, image_shape, key):
+        if self.mask == "block":
+            return operators.block_mask(image_shape, size=self.size_for(image_shape[0]))
+        return operators.line_mask(key, image_shape)
+
+    def degrade(self, x, key):
+        return operators.apply_mask(x, self.observed(x.shape[-3:], key))
+
+    def operator(self, image_shape, key):
+        return Partial(operators.apply_mask, mask=self.observed(image_shape, key))
+
+    def params(self, image_shape):
+        if self.mask == "lines":
+            return {"mask": "lines"}
+        return {"mask": "block", "block_size": self.size_for(image_shape[0])}
+
+    def baselines(self, image_shape, key):
+        mask = np.asarray(self.observed(image_shape, key))
+        return {"biharmonic": functools.partial(baselines.biharmonic_inpaint, mask=mask)}
+
+
+# name -> the task with the paper's settings. Inpainting is one task of the paper with
+# two masks; each mask is a task of its own here.
+TASKS: dict[str, Task] = {t.name: t for t in (Denoise(), Deblur(), SuperRes(),
+                                               Inpaint("block"), Inpaint("lines"))}
+NAMES = tuple(TASKS)
+
+
+def get(name: str, **settings) -> Task:
+    """The task `name` with the paper's settings, those in `settings` replaced."""
+    if name not in TASKS:
         raise ValueError(f"unknown task {name!r}: use one of {', '.join(NAMES)}")
+    return dataclasses.replace(TASKS[name], **settings)
 
 
-def operator(name: str, image_shape: tuple[int, ...], key: jax.Array
-             ) -> tuple[Partial | None, dict]:
-    """S of a task (None for the identity) and the task's parameters.
-
-    The parameters go to results.json; inpainting's also hold the mask ("mask_array",
-    (H, W, 1)) for the classical baselines. `key` draws the line mask.
-    """
-    check_name(name)
-    if name == "denoise":
-        return None, {"sigma": NOISE_SIGMA}
-    if name == "deblur":
-        return None, {"blur_sigma": blur_sigma(image_shape[0])}
-    if name == "superres":
-        # x_dagger is the bicubic up-sampling of the low-resolution image (the paper's
-        # preconditioner); S maps G(z) through the same down- and up-sampling.
-        return Partial(_down_up(SR_FACTOR)), {"factor": SR_FACTOR}
-    kind = name.removeprefix("inpaint_")
-    mask = (operators.block_mask(image_shape) if kind == "block"
-            else operators.line_mask(key, image_shape))
-    return Partial(operators.apply_mask, mask=mask), {"mask": kind, "mask_array": mask}
-
-
-def degrade(name: str, x: ArrayLike, key: jax.Array) -> jax.Array:
-    """x_dagger (N, H, W, C) of a task from clean images x (N, H, W, C).
-
-    The same key gives the same noise or line mask as `operator(name, ..., key)`.
-    """
-    s, params = operator(name, x.shape[1:], key)
-    if name == "denoise":
-        return operators.gaussian_noise(x, key, sigma=params["sigma"])
-    if name == "deblur":
-        return operators.gaussian_blur(x, sigma=params["blur_sigma"])
-    return s(x)
+def select(task: str, *, mask: str = "block", **settings) -> Task:
+    """The task of evaluate.restore's flags: `task` one of denoise, deblur, superres,
+    inpaint (with `mask`); `settings` (sigma, blur_sigma, factor, block_size) that are None
+    keep the paper's value, and one that the task does not have is refused."""
+    masks = [n.removeprefix("inpaint_") for n in NAMES if n.startswith("inpaint_")]
+    if task == "inpaint" and mask not in masks:
+        raise ValueError(f"--mask must be one of {', '.join(masks)}, got {mask!r}")
+    name = f"inpaint_{mask}" if task == "inpaint" else task
+    if name not in TASKS or name in masks or name.startswith("inpaint_") != (task == "inpaint"):
+        choices = sorted({n.split("_")[0] for n in NAMES})
+        raise ValueError(f"unknown task {task!r}: use one of {', '.join(choices)}")
+    given = {k: v for k, v in settings.items() if v is not None}
+    fields = {f.name for f in dataclasses.fields(TASKS[name])}
+    for k in given:
+        if k not in fields:
+            raise ValueError(f"--{k} does not apply to --task {task}")
+    return get(name, **given)
 
 
 def degrade_any(x: ArrayLike, key: jax.Array) -> jax.Array:
-    """Each image of x (N, H, W, C) degraded by one task of NAMES, picked uniformly per image.
+    """Each image of x (N, H, W, C) degraded by one task of TASKS, picked uniformly per image.
 
     For one encoder that serves every task (train.ae --corrupt all): all tasks degrade the
     whole batch (cheap beside the encoder's step) and each image keeps one of them.
     """
     x = jnp.asarray(x)
-    k_pick, *keys = jax.random.split(key, 1 + len(NAMES))
-    versions = jnp.stack([degrade(name, x, k) for name, k in zip(NAMES, keys, strict=True)])
-    pick = jax.random.randint(k_pick, (x.shape[0],), 0, len(NAMES))
+    k_pick, *keys = jax.random.split(key, 1 + len(TASKS))
+    versions = jnp.stack([t.degrade(x, k) for t, k in zip(TASKS.values(), keys, strict=True)])
+    pick = jax.random.randint(k_pick, (x.shape[0],), 0, len(TASKS))
     return versions[pick, jnp.arange(x.shape[0])]
+
+
+def _clip(x_dagger: np.ndarray) -> np.ndarray:
+    return np.clip(x_dagger, 0, 1)
 
 
 @functools.cache

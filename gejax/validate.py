@@ -47,3 +47,17 @@ def number(value, name: str, *, positive: bool = False) -> None:
 def finite(x, name: str) -> None:
     if not is_traced(x) and not bool(np.all(np.isfinite(np.asarray(x)))):
         raise ValueError(f"{name} contains NaN or infinite values")
+
+
+def config_fields(cfg, *, zero_ok: tuple[str, ...] = (), positive: tuple[str, ...] = ()
+                  ) -> None:
+    """A training config's fields as flags: ints >= 1 (>= 0 if in `zero_ok`), numbers >= 0
+    (> 0 if in `positive`); str fields are left to the config's own check."""
+    import dataclasses
+
+    for f in dataclasses.fields(cfg):
+        value, flag = getattr(cfg, f.name), f"--{f.name}"
+        if f.type in (int, "int"):
+            integer(value, flag, 0 if f.name in zero_ok else 1)
+        elif f.type in (float, "float"):
+            number(value, flag, positive=f.name in positive)

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from evaluate import cs, restore
-from gejax import evaluation
+from gejax import experiments
+from gejax.workdir import eval_images, load_networks
 from train import ae, began
 from train import init as train_init
 
@@ -27,7 +28,7 @@ def _cli(module, *args):
 
 
 def _run(module, *args):
-    module.run(module.parser().parse_args([str(a) for a in args]))
+    module.COMMAND.call(list(args))
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +89,7 @@ def test_cs_writes_every_output(workdir, tmp_path):
 
 def test_learned_start_is_trained_and_used_by_ge1_only(workdir, tmp_path):
     _run(train_init, "--workdir", workdir, "--steps", 2, "--batch_size", 4, "--log_every", 1)
-    nets = evaluation.load_networks(str(workdir))
+    nets = load_networks(str(workdir))
     assert set(nets.inits) == {"ge1"}  # the learned start of "ae", not of ae_m4
     assert nets.inits["ge1"](np.zeros((2, 6), np.float32)).shape == (2, 3)
     _run(cs, "--workdir", workdir, "--m", 6, "--out", tmp_path, "--methods", "ga,ge0,ge1",
@@ -100,18 +101,18 @@ def test_learned_start_is_trained_and_used_by_ge1_only(workdir, tmp_path):
 
 
 def test_evaluation_in_batches_equals_one_batch(workdir):
-    nets = evaluation.load_networks(str(workdir))
-    x = evaluation.eval_images(nets, 5)
-    solver = evaluation.SolverConfig(steps=4, batch_size=64)
-    one, one_images = evaluation.run_cs(nets, x, m=6, solver=solver, methods=("ga", "ge1"),
+    nets = load_networks(str(workdir))
+    x = eval_images(nets, 5)
+    solver = experiments.SolverConfig(steps=4, batch_size=64)
+    one, one_images = experiments.run_cs(nets, x, m=6, solver=solver, methods=("ga", "ge1"),
                                         log=lambda s: None)
-    small = evaluation.SolverConfig(steps=4, batch_size=2)
-    parts, part_images = evaluation.run_cs(nets, x, m=6, solver=small, methods=("ga", "ge1"),
+    small = experiments.SolverConfig(steps=4, batch_size=2)
+    parts, part_images = experiments.run_cs(nets, x, m=6, solver=small, methods=("ga", "ge1"),
                                            log=lambda s: None)
     for name in ("ga", "ge1"):
         np.testing.assert_allclose(part_images[name], one_images[name], atol=1e-5)
         assert parts[name]["mse"] == pytest.approx(one[name]["mse"], rel=1e-4)
-    floors = [evaluation.g_floor(nets, x, s)["mse"] for s in (solver, small)]
+    floors = [experiments.g_floor(nets, x, s)["mse"] for s in (solver, small)]
     assert floors[1] == pytest.approx(floors[0], rel=1e-4)
 
 
@@ -147,12 +148,12 @@ def test_restore_writes_every_output(workdir, tmp_path, task, mask, baseline):
 
 @pytest.mark.parametrize("task", ["inpaint_block", "inpaint_lines"])
 def test_inpainting_keeps_the_observed_pixels_only_when_asked(workdir, task):
-    nets = evaluation.load_networks(str(workdir))
-    x = evaluation.eval_images(nets, 2)
-    solver = evaluation.SolverConfig(steps=2, restarts=1)
-    kept, kept_images, params = evaluation.run_restore(nets, x, task=task, solver=solver,
+    nets = load_networks(str(workdir))
+    x = eval_images(nets, 2)
+    solver = experiments.SolverConfig(steps=2, restarts=1)
+    kept, kept_images, params = experiments.run_restore(nets, x, task=task, solver=solver,
                                                        log=lambda *a: None)
-    paper, paper_images, _ = evaluation.run_restore(nets, x, task=task, solver=solver,
+    paper, paper_images, _ = experiments.run_restore(nets, x, task=task, solver=solver,
                                                     keep_observed=False, log=lambda *a: None)
     # The tiny images are uniform noise, so x_dagger = M x is 0 exactly under the mask.
     observed = params["degraded_input"] != 0
@@ -166,7 +167,7 @@ def test_inpainting_keeps_the_observed_pixels_only_when_asked(workdir, task):
 
 
 def test_task_encoders_stay_out_of_compressed_sensing(workdir):
-    nets = evaluation.load_networks(str(workdir))
+    nets = load_networks(str(workdir))
     assert sorted(nets.encoders) == ["ge0", "ge1", "ge1_m4"]
     assert list(nets.task_encoders) == ["denoise"]
 
@@ -184,3 +185,29 @@ def test_user_mistakes_exit_with_one_line(module, args, message):
     done = _cli(module, *args)
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
+
+
+ENTRY_POINTS = {"train.began": began, "train.ae": ae, "train.init": train_init,
+                "evaluate.cs": cs, "evaluate.restore": restore}
+# What each command requires, and one of its flags with a type.
+REQUIRED = {"train.began": ["--workdir", "{w}"], "train.ae": ["--workdir", "{w}"],
+            "train.init": ["--workdir", "{w}"], "evaluate.cs": [],
+            "evaluate.restore": ["--task", "denoise"]}
+TYPED_FLAG = {"train.began": "--steps", "train.ae": "--steps", "train.init": "--steps",
+              "evaluate.cs": "--m", "evaluate.restore": "--num_images"}
+
+
+@pytest.mark.parametrize("name", ENTRY_POINTS)
+def test_every_entry_point_has_help_and_refuses_unknown_flags_and_bad_values(name, workdir,
+                                                                             capsys):
+    command = ENTRY_POINTS[name].COMMAND
+    with pytest.raises(SystemExit) as done:
+        command.call(["--help"])
+    assert done.value.code == 0
+    shown = capsys.readouterr().out
+    assert f"python -m {name}" in shown and TYPED_FLAG[name] in shown and "--debug" in shown
+    for wrong in (["--bogus", "1"], [TYPED_FLAG[name], "abc"]):
+        with pytest.raises(SystemExit) as done:
+            command.call([a.format(w=workdir) for a in REQUIRED[name]] + wrong)
+        assert done.value.code == 2, wrong
+        assert wrong[0] in capsys.readouterr().err

@@ -5,7 +5,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from gejax import models
+from gejax import models, presets
 
 
 def _convs(params):
@@ -20,9 +20,9 @@ def _abstract_init(module, shape):
 
 
 @pytest.mark.parametrize("config,g_convs,d_convs", [
-    (models.began_celeba64(), 9, 12),
-    (models.began_celeba128(), 11, 15),
-    (models.began_mnist32(), 7, 9),
+    (presets.celeba64().model, 9, 12),
+    (presets.celeba128().model, 11, 15),
+    (presets.mnist32().model, 7, 9),
 ])
 def test_began_layer_counts_follow_the_paper(config, g_convs, d_convs):
     g = _abstract_init(models.Generator(config), (config.latent_dim,))
@@ -50,7 +50,7 @@ def test_generator_and_discriminator_shapes(tiny_began):
 
 
 def test_conv_autoencoder_filters_and_shapes():
-    cfg = models.ae_paper(image_size=64, channels=3, code_dim=128)
+    cfg = presets.ae_paper(image_size=64, channels=3, code_dim=128)
     params = _abstract_init(models.ConvEncoder(cfg), cfg.image_shape)
     assert [s[-1] for _, s in _convs(params)] == [16, 32, 48, 64]
     ae = models.ConvAutoencoder(cfg)

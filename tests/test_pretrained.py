@@ -3,14 +3,14 @@
 import jax
 import numpy as np
 
-from gejax import amortized, checkpoint, data, evaluation, models, tasks, training
+from gejax import amortized, checkpoint, data, models, presets, tasks, training
 from gejax.reconstruct import projection_floor
-from train import began
+from gejax.workdir import default_workdir, eval_images, load_networks
 
 
 def test_shipped_checkpoints_load_and_match_the_presets():
-    nets = evaluation.load_networks(evaluation.default_workdir())
-    assert nets.began == models.began_mnist32()
+    nets = load_networks(default_workdir())
+    assert nets.began == presets.mnist32().model
     assert nets.data == data.DataConfig()
     assert nets.code_dims == {"ge0": 128, "ge1": 128, "ge1_m32": 32, "ge1_m64": 64,
                               "ge1_m256": 256}
@@ -22,12 +22,12 @@ def test_shipped_checkpoints_load_and_match_the_presets():
 
 def test_defaults_are_the_recipe_of_the_shipped_model():
     """The README's commands with no flags rebuild what the package ships."""
-    workdir = evaluation.default_workdir()
-    make_model, data_cfg, make_train = began.PRESETS["mnist32"]
-    assert checkpoint.section(workdir, "began", models.BeganConfig) == make_model()
-    assert checkpoint.section(workdir, "data", data.DataConfig) == data_cfg
-    assert checkpoint.section(workdir, "began_train", training.BeganTrainConfig) == make_train()
-    assert make_train() == training.BeganTrainConfig()
+    workdir = default_workdir()
+    preset = presets.mnist32()
+    assert checkpoint.section(workdir, "began", models.BeganConfig) == preset.model
+    assert checkpoint.section(workdir, "data", data.DataConfig) == preset.data
+    assert checkpoint.section(workdir, "began_train", training.BeganTrainConfig) == preset.train
+    assert preset.train == training.BeganTrainConfig()
     # GE1, and the m sweep's encoders with the README's --steps 1500.
     for name, code_dim, steps in (("ae", 128, training.AETrainConfig().steps),
                                   ("ae_m32", 32, 1500), ("ae_m64", 64, 1500),
@@ -44,8 +44,8 @@ def test_defaults_are_the_recipe_of_the_shipped_model():
 
 
 def test_shipped_generator_is_far_closer_to_test_digits_than_an_untrained_one():
-    nets = evaluation.load_networks(evaluation.default_workdir())
-    x = evaluation.eval_images(nets, 16)
+    nets = load_networks(default_workdir())
+    x = eval_images(nets, 16)
     untrained = models.generator_fn(
         training.began_init(nets.began, training.BeganTrainConfig()).g_ema, nets.began)
 
@@ -62,8 +62,8 @@ def test_shipped_generator_is_far_closer_to_test_digits_than_an_untrained_one():
 
 def test_shipped_autoencoder_separates_images():
     """GE1's encoder maps different test digits to clearly different codes."""
-    nets = evaluation.load_networks(evaluation.default_workdir())
-    x = evaluation.eval_images(nets, 16)
+    nets = load_networks(default_workdir())
+    x = eval_images(nets, 16)
     codes = np.asarray(jax.vmap(nets.encoders["ge1"])(x))
     dists = np.linalg.norm(codes[:, None] - codes[None], axis=-1)
     assert np.all(dists[~np.eye(16, dtype=bool)] > 1e-3)
@@ -87,10 +87,10 @@ def test_shipped_encoder_gives_a_degraded_digit_nearly_the_code_of_its_original(
     # A 15x15 hole takes away most of a 32x32 digit, so there the code cannot come all the
     # way back. Measured (GE1 / GE0): denoise 0.37 / 1.20, deblur 0.31 / 0.48, superres
     # 0.40 / 0.60, block 0.53 / 0.77, lines 0.36 / 0.55.
-    nets = evaluation.load_networks(evaluation.default_workdir())
-    x = evaluation.eval_images(nets, 16)
+    nets = load_networks(default_workdir())
+    x = eval_images(nets, 16)
     for task in tasks.NAMES:
-        x_dagger = tasks.degrade(task, x, jax.random.key(0))
+        x_dagger = tasks.get(task).degrade(x, jax.random.key(0))
         shift = _code_shift(nets.encoders["ge1"], x, x_dagger)
         assert shift < BOUND[task], (task, shift)
         assert shift < _code_shift(nets.encoders["ge0"], x, x_dagger), task
@@ -99,10 +99,10 @@ def test_shipped_encoder_gives_a_degraded_digit_nearly_the_code_of_its_original(
 def test_shipped_learned_start_lands_near_the_image():
     """G(Q(EN(x))) is far closer to a test digit than G of a random z, or of an untrained Q,
     for clean and for degraded inputs (Q was trained on both)."""
-    nets = evaluation.load_networks(evaluation.default_workdir())
-    x = evaluation.eval_images(nets, 16)
+    nets = load_networks(default_workdir())
+    x = eval_images(nets, 16)
     q, en, g = nets.inits["ge1"], nets.encoders["ge1"], nets.generator
-    untrained = amortized.load_init(evaluation.default_workdir())
+    untrained = amortized.load_init(default_workdir())
     untrained = type(untrained)(untrained.func, amortized.init_state(
         amortized.InitConfig(code_dim=128, latent_dim=64), amortized.InitTrainConfig()).params)
 
@@ -110,7 +110,7 @@ def test_shipped_learned_start_lands_near_the_image():
         return float(np.mean((np.asarray(jax.vmap(g)(z)) - x) ** 2))
 
     random = mse(jax.random.normal(jax.random.key(0), (16, nets.began.latent_dim)))
-    for x_in in (x, tasks.degrade("denoise", x, jax.random.key(1))):
+    for x_in in (x, tasks.get("denoise").degrade(x, jax.random.key(1))):
         codes = jax.vmap(en)(x_in)
         learned = mse(jax.vmap(q)(codes))
         # Measured: 0.010 (clean) and 0.017 (noisy) against 0.10 for random z or untrained Q.

@@ -8,7 +8,7 @@ import pytest
 from jax.tree_util import Partial
 
 import gejax
-from gejax import models, operators
+from gejax import models, operators, solver
 from gejax.reconstruct import projection_floor
 
 LATENT = 4
@@ -113,11 +113,9 @@ def test_works_under_callers_jit_and_vmap(problem):
 
 def test_second_call_does_not_recompile(problem, monkeypatch):
     g, measure, y, *_ = problem
-    rec = sys.modules["gejax.reconstruct"]
-
     kw = dict(latent_dim=LATENT, num_restarts=2)
-    jitted = (rec._init_jit, rec._chunk, rec._finish_jit, rec._solve_scan, rec._solve_scan_tol,
-              rec._chunk_tracked, rec._finish_tracked_jit)
+    jitted = (solver.init_jit, solver._chunk, solver._finish_jit, solver.solve_scan,
+              solver.solve_scan_tol, solver._chunk_tracked, solver._finish_tracked_jit)
     for path in ("chunked", "scan"):
         _use_path(monkeypatch, path)
         for tol in (0.0, 1e-3):  # one window with tol: which restarts stop may vary

@@ -17,7 +17,7 @@ import pytest
 
 import gejax
 from evaluate import cs
-from gejax import checkpoint, data, evaluation, metrics, models, operators, parallel, training
+from gejax import checkpoint, data, metrics, models, operators, parallel, report, training
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = jax.random.key(0)
@@ -56,10 +56,10 @@ LIBRARY = {
     "unknown dataset": (lambda: data.load(data.DataConfig("cifar"), "train"), ValueError,
                         "unknown dataset"),
     "mesh without devices": (lambda: parallel.batch_mesh([]), ValueError, "device"),
-    "train config batch 0": (lambda: training.check_config(
-        training.BeganTrainConfig(batch_size=0)), ValueError, "--batch_size"),
-    "fake fraction > 1": (lambda: training.check_config(
-        training.AETrainConfig(fake_fraction=1.5)), ValueError, "fake_fraction"),
+    "train config batch 0": (lambda: training.BeganTrainConfig(batch_size=0).check(),
+                             ValueError, "--batch_size"),
+    "fake fraction > 1": (lambda: training.AETrainConfig(fake_fraction=1.5).check(),
+                          ValueError, "fake_fraction"),
 }
 
 
@@ -236,7 +236,7 @@ def test_interrupted_evaluation_leaves_no_results_json(tmp_path):
         raise KeyboardInterrupt  # the user presses Ctrl-C while figures are drawn
 
     with pytest.raises(KeyboardInterrupt):
-        evaluation.write_outputs(tmp_path, {"methods": {}}, "table", figures)
+        report.write_outputs(tmp_path, {"methods": {}}, "table", figures)
     assert not (tmp_path / "results.json").exists()
 
 
@@ -244,9 +244,8 @@ def test_interrupted_evaluation_leaves_no_results_json(tmp_path):
 
 
 def _cs(workdir, out, seed):
-    cs.run(cs.parser().parse_args(["--workdir", str(workdir), "--m", "6", "--num_images", "3",
-                                   "--steps", "4", "--methods", "lasso,ga,ge0", "--out",
-                                   str(out), "--seed", str(seed)]))
+    cs.COMMAND.call(["--workdir", workdir, "--m", "6", "--num_images", "3", "--steps", "4",
+                     "--methods", "lasso,ga,ge0", "--out", out, "--seed", seed])
     results = json.loads((out / "results.json").read_text())
     return {name: {k: v for k, v in r.items() if k != "seconds"}
             for name, r in results["methods"].items()}, results

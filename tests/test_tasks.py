@@ -17,44 +17,75 @@ def _images(n=3):
 @pytest.mark.parametrize("name", tasks.NAMES)
 def test_degrade_keeps_the_shape_and_changes_the_images(name):
     x = _images()
-    x_dagger = tasks.degrade(name, x, jax.random.key(1))
+    x_dagger = tasks.get(name).degrade(x, jax.random.key(1))
     assert x_dagger.shape == x.shape
     assert float(jnp.mean((x_dagger - x) ** 2)) > 1e-4
 
 
 @pytest.mark.parametrize("name", tasks.NAMES)
 def test_degrade_runs_inside_jit_and_matches_eager(name):
-    x, key = _images(), jax.random.key(3)
-    jitted = jax.jit(lambda x, key: tasks.degrade(name, x, key))
-    np.testing.assert_allclose(jitted(x, key), tasks.degrade(name, x, key), atol=1e-6)
+    x, key, task = _images(), jax.random.key(3), tasks.get(name)
+    jitted = jax.jit(lambda x, key: task.degrade(x, key))
+    np.testing.assert_allclose(jitted(x, key), task.degrade(x, key), atol=1e-6)
 
 
 @pytest.mark.parametrize("name", ["superres", "inpaint_block", "inpaint_lines"])
 def test_x_dagger_is_s_of_the_clean_image(name):
     # GE compares EN(S G(z)) with EN(x_dagger): for these tasks S must be what degraded x.
-    x, key = _images(), jax.random.key(4)
-    s, _ = tasks.operator(name, SHAPE, key)
-    np.testing.assert_allclose(tasks.degrade(name, x, key), jax.vmap(s)(x), atol=1e-6)
+    x, key, task = _images(), jax.random.key(4), tasks.get(name)
+    s = task.operator(SHAPE, key)
+    np.testing.assert_allclose(task.degrade(x, key), jax.vmap(s)(x), atol=1e-6)
 
 
 def test_line_masks_follow_the_key():
-    _, a = tasks.operator("inpaint_lines", SHAPE, jax.random.key(0))
-    _, b = tasks.operator("inpaint_lines", SHAPE, jax.random.key(1))
-    assert not np.array_equal(a["mask_array"], b["mask_array"])
-    _, block = tasks.operator("inpaint_block", SHAPE, jax.random.key(0))
-    np.testing.assert_array_equal(block["mask_array"], operators.block_mask(SHAPE))
+    lines = tasks.get("inpaint_lines")
+    a, b = (lines.observed(SHAPE, jax.random.key(i)) for i in (0, 1))
+    assert not np.array_equal(a, b)
+    block = tasks.get("inpaint_block").observed(SHAPE, jax.random.key(0))
+    np.testing.assert_array_equal(block, operators.block_mask(SHAPE))
 
 
 def test_unknown_task_is_refused():
     with pytest.raises(ValueError, match="unknown task 'colorize'"):
-        tasks.degrade("colorize", _images(), jax.random.key(0))
+        tasks.get("colorize")
+
+
+@pytest.mark.parametrize("flags,message", [
+    ({"task": "colorize"}, "unknown task 'colorize'"),
+    ({"task": "inpaint", "mask": "dots"}, "--mask must be"),
+    ({"task": "denoise", "factor": 2}, "--factor does not apply"),
+])
+def test_select_refuses_what_cannot_be(flags, message):
+    with pytest.raises(ValueError, match=message):
+        tasks.select(**flags)
+
+
+@pytest.mark.parametrize("flags,shape,message", [
+    ({"task": "denoise", "sigma": -1.0}, SHAPE, "--sigma"),
+    ({"task": "deblur", "blur_sigma": 0.0}, SHAPE, "--blur_sigma"),
+    ({"task": "superres", "factor": 3}, (32, 32, 1), "--factor 3 must divide"),
+    ({"task": "inpaint", "block_size": 17}, SHAPE, "--block_size must be in"),
+])
+def test_settings_are_checked_against_the_images(flags, shape, message):
+    with pytest.raises(ValueError, match=message):
+        tasks.select(**flags).check(shape)
+
+
+def test_settings_reach_the_degradation():
+    x, key = _images(), jax.random.key(2)
+    noise = {s: tasks.select("denoise", sigma=s).degrade(x, key) - x for s in (0.1, 0.4)}
+    np.testing.assert_allclose(np.std(noise[0.1]) * 4, np.std(noise[0.4]), rtol=1e-5)
+    assert tasks.select("superres", factor=2).params(SHAPE) == {"factor": 2}
+    hole = tasks.select("inpaint", block_size=4).observed(SHAPE, key)
+    assert int((np.asarray(hole) == 0).sum()) == 16
 
 
 def test_degrade_any_gives_each_image_one_task_and_uses_them_all():
     x, key = _images(40), jax.random.key(5)
     mixed = np.asarray(tasks.degrade_any(x, key))
     _, *keys = jax.random.split(key, 1 + len(tasks.NAMES))
-    versions = [np.asarray(tasks.degrade(n, x, k)) for n, k in zip(tasks.NAMES, keys, strict=True)]
+    versions = [np.asarray(tasks.get(n).degrade(x, k))
+                for n, k in zip(tasks.NAMES, keys, strict=True)]
     picked = []
     for i in range(len(x)):
         match = [t for t, v in enumerate(versions) if np.allclose(mixed[i], v[i], atol=1e-6)]

@@ -137,7 +137,7 @@ def test_corrupted_inputs_change_the_step_and_nothing_else():
                                                  ("corrupt_fraction", 1.5, "in \\[0, 1\\]")])
 def test_autoencoder_refuses_bad_corruption(field, value, message):
     with pytest.raises(ValueError, match=message):
-        training.check_config(training.AETrainConfig(**{field: value}))
+        training.AETrainConfig(**{field: value}).check()
 
 
 def test_autoencoder_needs_a_began(tmp_path):

@@ -1,0 +1,24 @@
+"""The paper's experiments, each a function from settings to results.json (DESIGN.md):
+
+    solve.py    the solver's settings, batched solves with progress, G's floor
+    cs.py       compressed sensing: Tables 1-2, Figures 4-6 (`python -m evaluate.cs`)
+    restore.py  restoration: Figures 8-11 (`python -m evaluate.restore`)
+
+Every method sees the same images, operators and seeds; GE and GA restarts are chosen by
+their objective, never by the ground truth.
+"""
+
+from gejax.experiments.cs import (
+    CS_METHODS,
+    LASSO_ALPHA,
+    CsRun,
+    run_cs,
+    run_fake_vs_real,
+    run_sweep,
+)
+from gejax.experiments.restore import RestoreRun, run_restore
+from gejax.experiments.solve import SolverConfig, batched, check_solver, g_floor, solve
+
+__all__ = ["CS_METHODS", "LASSO_ALPHA", "CsRun", "RestoreRun", "SolverConfig", "batched",
+           "check_solver", "g_floor", "run_cs", "run_fake_vs_real", "run_restore", "run_sweep",
+           "solve"]

@@ -1,0 +1,82 @@
+"""What an experiment leaves behind: results.json (DESIGN.md's schema), results.md and the
+figures, each written atomically by process 0; and the per-method summary they hold.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import platform
+import tempfile
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+import jax
+import numpy as np
+
+from gejax import checkpoint, metrics, parallel
+
+
+def prepare_out(path: str | Path) -> Path:
+    """Create the output folder and make sure files can be written there, up front."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as e:
+        raise ValueError(f"cannot write to --out {path}: {e.strerror or e}") from e
+    return path
+
+
+def summarize(x_hat: np.ndarray, x: np.ndarray, seconds: float, **extra) -> dict:
+    """The per-method entry of results.json: metrics averaged over images, on [0, 1]."""
+    x_hat = np.clip(np.asarray(x_hat), 0, 1)
+    mse = np.asarray(metrics.mse(x_hat, x))
+    return {"mse": float(mse.mean()), "mse_std": float(mse.std()),
+            "psnr": float(np.mean(metrics.psnr(x_hat, x))),
+            "ssim": float(np.mean(metrics.ssim(x_hat, x))), "seconds": float(seconds), **extra}
+
+
+def provenance(solver, workdir: str) -> dict:
+    versions = {p: metadata.version(p) for p in ("gejax", "jax", "flax", "optax")}
+    return {"workdir": str(workdir), "solver": dataclasses.asdict(solver),
+            "versions": versions, "python": platform.python_version(),
+            "backend": jax.default_backend(), "devices": jax.device_count(),
+            "processes": jax.process_count()}
+
+
+def write_outputs(out_dir: str | Path, results: dict, table: str,
+                  figures: Callable[[Path], None]) -> None:
+    """results.json, results.md and the figures, each written atomically (by process 0)."""
+    if not parallel.is_primary():
+        return
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    figures(out_dir)
+    checkpoint.write_text_atomic(out_dir / "results.md", table)
+    checkpoint.write_text_atomic(out_dir / "results.json", json.dumps(results, indent=2))
+
+
+def markdown_table(results: dict, *, title: str) -> str:
+    lines = [f"# {title}", "",
+             "| method | m | MSE (mean +- std) | PSNR (dB) | SSIM | seconds | solver steps "
+             "(mean) | start |", "|---|---|---|---|---|---|---|---|"]
+    for name, r in results["methods"].items():
+        steps = f"{r['steps_run']:.0f}" if "steps_run" in r else ""
+        lines.append(f"| {name} | {r.get('m', '')} | {r['mse']:.5f} +- {r['mse_std']:.5f} | "
+                     f"{r['psnr']:.2f} | {r['ssim']:.3f} | {r['seconds']:.1f} | {steps} | "
+                     f"{r.get('init', '')} |")
+    if "g_floor" in results:
+        f = results["g_floor"]
+        lines += ["", f"G's floor on these images, min_z ||G(z) - x||^2 (no method returning "
+                      f"G(z) can do better): MSE {f['mse']:.5f} +- {f['mse_std']:.5f}"]
+    return "\n".join(lines) + "\n"
+
+
+def line(name: str, r: dict, *, width: int) -> str:
+    """One method's progress line: name, (m,) MSE, PSNR, SSIM and seconds."""
+    m = f"m={r['m']:<4} " if "m" in r else ""
+    return (f"{name:>{width}}  {m}MSE {r['mse']:.5f} +- {r['mse_std']:.5f}  "
+            f"PSNR {r['psnr']:5.2f}  SSIM {r['ssim']:.3f}  {r['seconds']:6.1f}s")

@@ -1,0 +1,130 @@
+"""The training loop that train.began, train.ae and train.init share: jitted steps, data
+parallel over devices, progress bar, TensorBoard, atomic Orbax checkpoints, resume.
+
+The batch is a pure function of the step and the step's randomness is
+`fold_in(key, step)`, so a resumed run sees exactly the data and random numbers of an
+uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax.training.train_state import TrainState
+from tqdm import tqdm
+
+from gejax import checkpoint, parallel
+
+
+def batch_indices(step: int, num_examples: int, batch_size: int, seed: int) -> np.ndarray:
+    """Indices of the batch of `step`: a fresh seeded permutation of the data every epoch."""
+    per_epoch = max(1, num_examples // batch_size)
+    epoch, i = divmod(step, per_epoch)
+    order = np.random.default_rng((seed, epoch)).permutation(num_examples)
+    if num_examples < batch_size:  # tiny test data: draw with replacement
+        return np.resize(order, batch_size)
+    return order[i * batch_size:(i + 1) * batch_size]
+
+
+def _all_finite(tree) -> bool:
+    return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree_util.tree_leaves(tree))
+
+
+class DivergedError(RuntimeError):
+    """Training produced a non-finite loss; the last good checkpoint is kept."""
+
+
+def run_loop(*, name: str, workdir: str, state, step_fn, images: np.ndarray, cfg,
+             on_checkpoint, params_of, postfix_keys: tuple[str, ...], start: int,
+             monitor=None) -> Any:
+    """The shared loop: jitted steps, progress bar, TensorBoard, atomic Orbax checkpoints.
+
+    With several devices the batch is split over all of them (data parallel, parameters
+    replicated; `jax.jit` inserts the gradient all-reduce), and with several hosts each
+    process loads only its share of every batch. Process 0 alone logs and writes samples.
+    `monitor(state, step)`, if given, runs on process 0 every `cfg.monitor_every` steps
+    and at the end; the scalars it returns go to TensorBoard and the progress line.
+    """
+    from tensorboardX import SummaryWriter
+
+    def train_step(state, batch, step):
+        # The key is made inside the program from the step: nothing host-specific is passed.
+        return step_fn(state, batch, jax.random.fold_in(jax.random.key(cfg.seed), step))
+
+    jitted = jax.jit(train_step, donate_argnums=0)
+    mesh = parallel.default_mesh()
+    if mesh is not None:
+        parallel.check_divisible(cfg.batch_size, mesh, "batch_size")
+        state = parallel.put(state, mesh)
+    primary = parallel.is_primary()
+    writer = SummaryWriter(str(Path(workdir, "tb", name))) if primary else None
+    mngr = checkpoint.manager(workdir, name)
+    bar = tqdm(total=cfg.steps, initial=start, desc=name, unit="step", dynamic_ncols=True,
+               disable=not primary)
+    shown: dict[str, str] = {}
+    try:
+        for step in range(start, cfg.steps):
+            rows = batch_indices(step, len(images), cfg.batch_size, cfg.seed)
+            if mesh is None:
+                batch = images[rows]
+            else:
+                batch = parallel.shard_process_local(
+                    images[rows[parallel.process_rows(len(rows))]], mesh)
+            state, metrics = jitted(state, batch, np.int32(step))
+            done = step + 1
+            if done % cfg.log_every == 0 or done == cfg.steps:
+                values = {k: float(v) for k, v in metrics.items()}
+                if not all(math.isfinite(v) for v in values.values()):
+                    raise DivergedError(
+                        f"{name}: non-finite loss at step {done} ({values}); the last good "
+                        f"checkpoint in {Path(workdir, name)} is kept")
+                if writer is not None:
+                    for k, v in values.items():
+                        writer.add_scalar(f"{name}/{k}", v, done)
+                shown.update({k: f"{values[k]:.4f}" for k in postfix_keys})
+                bar.set_postfix(shown)
+            bar.update(1)
+            if done % cfg.checkpoint_every == 0 or done == cfg.steps:
+                # A step's loss is computed before its update, so NaN parameters can
+                # precede the first NaN loss: never let them into a checkpoint.
+                if not _all_finite(params_of(state)):
+                    raise DivergedError(
+                        f"{name}: non-finite parameters after step {done}; the last good "
+                        f"checkpoint in {Path(workdir, name)} is kept")
+                checkpoint.save(mngr, done, state, params_of(state))
+                if primary:
+                    on_checkpoint(state, done)
+            if monitor is not None and primary and (done % cfg.monitor_every == 0
+                                                    or done == cfg.steps):
+                for k, v in monitor(state, done).items():
+                    writer.add_scalar(f"{name}/{k}", v, done)
+                    shown[k] = f"{v:.5f}"
+                bar.set_postfix(shown)
+        mngr.wait_until_finished()
+    finally:
+        bar.close()
+        if writer is not None:
+            writer.close()
+        mngr.close()
+    return state
+
+
+def fit(workdir: str, name: str, state: TrainState, step_fn, images: np.ndarray, cfg,
+        postfix_keys: tuple[str, ...]) -> TrainState:
+    """Resume `state` from the newest checkpoint `name` of the workdir, then train it to
+    `cfg.steps` with `run_loop` (train.ae and train.init)."""
+    restored, start = checkpoint.restore(workdir, name, state)
+    if restored is not None:
+        state = restored
+        print(f"resuming from step {start}")
+    if start >= cfg.steps:
+        print(f"already trained to step {start} >= --steps {cfg.steps}; nothing to do")
+        return state
+    return run_loop(name=name, workdir=workdir, state=state, step_fn=step_fn, images=images,
+                    cfg=cfg, start=start, postfix_keys=postfix_keys,
+                    params_of=lambda s: s.params, on_checkpoint=lambda s, step: None)
