@@ -87,7 +87,7 @@ BEGAN = {"mnist32": mnist32, "celeba64": celeba64, "celeba128": celeba128, "tiny
 def ae(image_size: int, channels: int) -> models.AEConfig:
     """GE1(d=4, f=32, m=128) for G's images, d smaller where the image is (8x8: d=3).
 
-        python -m train.ae --workdir ckpt      # 3,000 steps, ~10 min on 2 cores
+        python -m train.ae --workdir ckpt      # 21,000 steps, ~75 min alone on 2 cores
 
     The shipped GE1; its training (AETrainConfig's defaults: real, G-made and degraded
     inputs, one encoder for every task) is in docs/prior.md.

@@ -152,18 +152,18 @@ class CsRun:
     m: int = 128
     """number of measurements"""
     workdir: str | None = None
-    """trained checkpoints (default: the shipped embedded default)"""
+    """trained checkpoints; None: the shipped embedded default"""
     split: str = "test"
     """report on test; tune hyper-parameters on train"""
     num_images: int = 64
     out: str | None = None
-    """output folder (default: results/cs_m<m>)"""
+    """output folder; None: results/cs_m<m>"""
     methods: str = ",".join(CS_METHODS)
     """comma-separated, of lasso, lasso_m500, ga, ge0, ge1"""
     lasso_alpha: float = LASSO_ALPHA
     """l1 weight of Lasso-DCT (chosen on the train split)"""
     reg: float | None = None
-    """lambda for GE and GA alike (default: the solver's reg_ge, reg_ga)"""
+    """lambda for GE and GA alike; None: the solver's reg_ge, reg_ga"""
     sweep: str | None = None
     """comma-separated m values for Figs. 5-6, e.g. 16,32,64,128,256 (GE1 needs an encoder
     per m: train.ae --name ae_m64 --code_dim 64)"""

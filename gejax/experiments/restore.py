@@ -33,24 +33,24 @@ class RestoreRun:
     mask: str = "block"
     """inpaint: block or lines"""
     sigma: float | None = None
-    """denoise: noise std on [0, 1] pixels (default: the paper's 0.4)"""
+    """denoise: noise std on [0, 1] pixels; None: the paper's 0.4"""
     blur_sigma: float | None = None
-    """deblur: blur std in pixels (default: 1.5 at 32x32, scaled with the side)"""
+    """deblur: blur std in pixels; None: 1.5 at 32x32, scaled with the side"""
     factor: int | None = None
-    """superres: down-sampling factor, a divisor of the side (default: 4)"""
+    """superres: down-sampling factor, a divisor of the side; None: 4"""
     block_size: int | None = None
-    """inpaint --mask block: side of the hole (default: 30 at 64x64, scaled)"""
+    """inpaint --mask block: side of the hole; None: 30 at 64x64, scaled"""
     keep_observed: bool = True
     """inpaint: GE returns M x_dagger + (1 - M) G(z*); --no_keep_observed: G(z*), as the paper"""
     workdir: str | None = None
-    """trained checkpoints (default: the shipped embedded default)"""
+    """trained checkpoints; None: the shipped embedded default"""
     split: str = "test"
     """report on test; tune hyper-parameters on train"""
     num_images: int = 32
     out: str | None = None
-    """output folder (default: results/<task>)"""
+    """output folder; None: results/<task>"""
     reg: float | None = None
-    """lambda for GE (default: the solver's reg_ge)"""
+    """lambda for GE; None: the solver's reg_ge"""
     grid_columns: int = 8
     solver: SolverConfig = SolverConfig()
 

@@ -27,9 +27,13 @@ class AETrainConfig:
     target stays the clean image, so EN learns to give a degraded image the code of its
     clean original. "all" degrades each picked input by a task drawn at random, for one
     encoder that serves every task; "none" is the paper's GE1.
+
+    21,000 steps: on 32 train images (GE1, paper protocol) 3,000 / 15,000 / 21,000 steps
+    gave denoise 17.52 / 19.25 / 19.35 dB, deblur 17.24 / 18.37 / 19.54 dB, lines 20.58 /
+    20.88 / 21.16 dB, CS m=128 MSE 0.00513 / 0.00476 / 0.00478 (docs/training.md).
     """
 
-    steps: int = 3000
+    steps: int = 21000
     batch_size: int = 64
     learning_rate: float = 1e-3
     fake_fraction: float = 0.5

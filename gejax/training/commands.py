@@ -27,7 +27,7 @@ class BeganRun:
     """networks, data and training of a new run: mnist32 (the embedded default), celeba64,
     celeba128 (the paper's) or tiny (tests)"""
     dataset: str | None = None
-    """'mnist', 'tfds:<name>', a folder of images or an .npz (default: the preset's)"""
+    """'mnist', 'tfds:<name>', a folder of images or an .npz; None: the preset's"""
     tfds_dir: str | None = None
     """TFDS data_dir"""
     train: BeganTrainConfig = BeganTrainConfig()
