@@ -7,6 +7,7 @@
       ae/<step>/       the same for GE1's autoencoder (ae_<suffix>/ for more encoders)
       samples/         PNG grids of G(z) for fixed z at each BEGAN checkpoint
       tb/              TensorBoard scalars
+      .lock            held by the run that writes to the workdir (`one_writer`)
 
 `--workdir` alone is enough for later commands: they read the configs from config.json
 and rebuild every network from them.
@@ -14,17 +15,67 @@ and rebuild every network from them.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import fcntl
+import functools
 import json
 import os
 import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import jax
 import orbax.checkpoint as ocp
 
+from gejax import parallel
+
 CONFIG_FILE = "config.json"
 ITEMS = ("state", "params")
+LOCK_FILE = ".lock"
+
+
+@contextlib.contextmanager
+def exclusive(workdir: str | os.PathLike) -> Iterator[None]:
+    """Hold the workdir's writer lock while the block runs; refuse if another run holds it.
+
+    An OS lock (flock) on `workdir/.lock`: the OS releases it when the process ends, however
+    it ends (kill -9 included), so a dead run never leaves the workdir locked. The file
+    keeps the holder's pid for the message. Taken by process 0 only (every host of a
+    multi-host run writes through it).
+    """
+    if not parallel.is_primary():
+        yield
+        return
+    path = Path(workdir)
+    path.mkdir(parents=True, exist_ok=True)
+    with open(path / LOCK_FILE, "a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "another process"
+            raise ValueError(f"workdir {workdir} is busy: {holder} is training in it; wait for "
+                             "it to finish or use another --workdir") from None
+        f.seek(0)
+        f.truncate()
+        f.write(f"process {os.getpid()}")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def one_writer(train: Callable) -> Callable:
+    """`train(workdir, ...)` run under `exclusive(workdir)`."""
+
+    @functools.wraps(train)
+    def locked(workdir, *args, **kwargs):
+        with exclusive(workdir):
+            return train(workdir, *args, **kwargs)
+
+    return locked
 
 
 def read_config(workdir: str | os.PathLike) -> dict:

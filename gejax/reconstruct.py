@@ -27,6 +27,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.tree_util import Partial
 
 from gejax import parallel, solver, validate
@@ -52,12 +53,12 @@ def ga_measure(a: jax.Array) -> Partial:
     return Partial(_matvec, a)
 
 
-def _identity(x):
+def _identity(x, *args):
     return x
 
 
-def _encode_transformed(encoder, transform, x):
-    return encoder(transform(x))
+def _encode_transformed(encoder, transform, x, *args):
+    return encoder(transform(x, *args))
 
 
 def _matvec(a, x):
@@ -68,28 +69,29 @@ def _as_partial(fn: Callable) -> Partial:
     return fn if isinstance(fn, Partial) else Partial(fn)
 
 
-def _shard(mesh, generator, measure, y, z, opt_state):
+def _shard(mesh, generator, measure, data, z, opt_state):
     """Split images (padded to a multiple of the devices) over the mesh; replicate the rest.
 
     z is drawn before padding and padded with zeros, so every image starts from the same z
     as on one device and the sharded result equals the unsharded one.
     """
-    n = y.shape[0]
+    n = z.shape[0]
     pad = -n % mesh.size
     if pad:
         def grow(a, fill):
             return jnp.concatenate([a, jnp.broadcast_to(fill, (pad,) + a.shape[1:])])
 
-        y = grow(y, y[-1])  # a real measurement keeps the padded rows finite
+        # A real image's measurement and operator keep the padded rows finite.
+        data = jax.tree_util.tree_map(lambda a: grow(a, a[-1]), data)
         z, opt_state = jax.tree_util.tree_map(
             lambda a: grow(a, 0.0) if a.ndim and a.shape[0] == n else a, (z, opt_state))
     generator, measure = parallel.put((generator, measure), mesh)
-    y, z, opt_state = parallel.put((y, z, opt_state), mesh, batch=y.shape[0])
-    return generator, measure, y, z, opt_state
+    data, z, opt_state = parallel.put((data, z, opt_state), mesh, batch=z.shape[0])
+    return generator, measure, data, z, opt_state
 
 
 def _validate(generator, measure, y, key, latent_dim, num_restarts, steps, learning_rate, reg,
-              init, tol):
+              init, tol, args):
     for name, fn in (("generator", generator), ("measure", measure)):
         if not callable(fn):
             raise TypeError(f"{name} must be a callable, got {type(fn).__name__}")
@@ -118,11 +120,16 @@ def _validate(generator, measure, y, key, latent_dim, num_restarts, steps, learn
     except Exception as e:  # the user's generator, any failure: say which input broke it
         raise ValueError(f"generator failed on z of shape ({latent_dim},) "
                          f"(is latent_dim right?): {e}") from e
+    for leaf in jax.tree_util.tree_leaves(args):
+        if np.ndim(leaf) < 1 or np.shape(leaf)[0] != y.shape[0]:
+            raise ValueError(f"every array of measure_params needs the leading batch axis of y "
+                             f"({y.shape[0]}), got one of shape {np.shape(leaf)}")
+    one = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a)[1:], a.dtype), args)
     try:
-        m_spec = jax.eval_shape(measure, x_spec)
+        m_spec = jax.eval_shape(measure, x_spec, *one)
     except Exception as e:
-        raise ValueError(f"measure failed on the generator's output of shape {x_spec.shape}: "
-                         f"{e}") from e
+        raise ValueError(f"measure failed on the generator's output of shape {x_spec.shape}"
+                         f"{' and one image of measure_params' if args else ''}: {e}") from e
     if m_spec.shape != y.shape[1:]:
         raise ValueError(f"measure(generator(z)) has shape {m_spec.shape} but each measurement "
                          f"in y has shape {y.shape[1:]} (y is {y.shape})")
@@ -138,14 +145,14 @@ def reconstruct(generator: Callable, measure: Callable, y: jax.typing.ArrayLike,
                 key: jax.Array, latent_dim: int, num_restarts: int = 2, steps: int = 500,
                 learning_rate: float = 0.1, reg: float = 1e-3,
                 init: jax.typing.ArrayLike | None = None, tol: float = 0.0,
-                progress: Callable[[int], None] | None = None,
+                measure_params=None, progress: Callable[[int], None] | None = None,
                 mesh: jax.sharding.Mesh | None = None) -> Reconstruction:
     """Solve z* = argmin_z ||measure(generator(z)) - y_b||^2 + reg ||z||^2 for every y_b.
 
     Args:
       generator: G, per example: z (latent_dim,) -> image (H, W, C).
       measure: per example: image (H, W, C) -> measurement, e.g. `ge_measure(EN, S)` for
-        GE or `ga_measure(A)` for CSGM.
+        GE or `ga_measure(A)` for CSGM; with `measure_params`, (image, p) -> measurement.
       y: (B, *measurement_shape) measurements, e.g. EN(x) or EN(x_dagger) or A vec(x).
       key: PRNG key for the random starts z ~ N(0, I).
       latent_dim: size of z.
@@ -163,6 +170,10 @@ def reconstruct(generator: Callable, measure: Callable, y: jax.typing.ArrayLike,
         never rises after its stop, and the solve ends when every image has stopped or
         after `steps`. 0 (the default) runs every step and returns the final z: the
         paper's protocol, the same numbers as before early stopping existed.
+      measure_params: optional pytree whose arrays have the leading axis B: image b is
+        measured by measure(x, p_b), p_b its slice (its own mask, blur kernel, noise
+        level, ...). One program serves the whole batch, as if measure were called once
+        per image.
       progress: optional callback given the number of steps just done (not called under
         the caller's own jit).
       mesh: split the images over this device mesh (`gejax.parallel.batch_mesh()`; axis
@@ -179,45 +190,50 @@ def reconstruct(generator: Callable, measure: Callable, y: jax.typing.ArrayLike,
     y = jnp.asarray(y) if not validate.is_traced(y) else y
     if init is not None and not validate.is_traced(init):
         init = jnp.asarray(init, jnp.float32)
+    args = () if measure_params is None else (jax.tree_util.tree_map(
+        lambda a: a if validate.is_traced(a) else jnp.asarray(a), measure_params),)
     _validate(generator, measure, y, key, latent_dim, num_restarts, steps, learning_rate, reg,
-              init, tol)
+              init, tol, args)
     if mesh is not None and not (isinstance(mesh, jax.sharding.Mesh)
                                  and mesh.axis_names == (parallel.BATCH,)):
         raise TypeError("mesh must be a 1-D jax.sharding.Mesh with axis 'batch' "
                         f"(gejax.parallel.batch_mesh()), got {mesh!r}")
-    traced = validate.is_traced(y, key, learning_rate, reg, generator, measure, init, tol)
+    traced = validate.is_traced(y, key, learning_rate, reg, generator, measure, init, tol, args)
     generator, measure = _as_partial(generator), _as_partial(measure)
     y = y.astype(jnp.float32)
     reg = jnp.asarray(reg, jnp.float32)
     if init is not None and init.ndim == 2:
         init = init[:, None]
+    data = (y, args)  # each image's measurement and the per-image arguments of measure
     start = solver.init if traced else solver.init_jit
-    z, opt_state = start(y, key, int(latent_dim), int(num_restarts),
+    z, opt_state = start(data, key, int(latent_dim), int(num_restarts),
                          jnp.asarray(learning_rate, jnp.float32), init)
     n = y.shape[0]
     if mesh is not None and not traced:
-        generator, measure, y, z, opt_state = _shard(mesh, generator, measure, y, z, opt_state)
+        generator, measure, data, z, opt_state = _shard(mesh, generator, measure, data, z,
+                                                        opt_state)
         reg = parallel.put(reg, mesh)
     steps = int(steps)
     early = validate.is_traced(tol) or float(tol) > 0  # a traced tol may be anything
     if _chunked_here(traced):
         if early:
-            out = solver.solve_chunked_tol(generator, measure, y, z, opt_state, reg, float(tol),
-                                     steps=steps, progress=progress)
+            out = solver.solve_chunked_tol(generator, measure, data, z, opt_state, reg,
+                                           float(tol), steps=steps, progress=progress)
         else:
-            out = solver.solve_chunked(generator, measure, y, z, opt_state, reg, steps=steps,
-                                 progress=progress)
+            out = solver.solve_chunked(generator, measure, data, z, opt_state, reg, steps=steps,
+                                       progress=progress)
     else:
         report = progress is not None and not traced
         if report:
             solver.progress_sink.append(progress)
         try:
             if early:
-                out = solver.solve_scan_tol(generator, measure, y, z, opt_state, reg,
-                                      jnp.asarray(tol, jnp.float32), steps=steps, report=report)
+                out = solver.solve_scan_tol(generator, measure, data, z, opt_state, reg,
+                                            jnp.asarray(tol, jnp.float32), steps=steps,
+                                            report=report)
             else:
-                out = solver.solve_scan(generator, measure, y, z, opt_state, reg, steps=steps,
-                                  report=report)
+                out = solver.solve_scan(generator, measure, data, z, opt_state, reg,
+                                        steps=steps, report=report)
             if report:
                 jax.block_until_ready(out)  # every callback has run before the sink goes
         finally:

@@ -80,3 +80,31 @@ def line(name: str, r: dict, *, width: int) -> str:
     m = f"m={r['m']:<4} " if "m" in r else ""
     return (f"{name:>{width}}  {m}MSE {r['mse']:.5f} +- {r['mse_std']:.5f}  "
             f"PSNR {r['psnr']:5.2f}  SSIM {r['ssim']:.3f}  {r['seconds']:6.1f}s")
+
+
+def curves(points: dict, label: str) -> dict[str, dict[str, list]]:
+    """{value: methods dict} of a sweep -> {method: {label: [...], "mse": [...], "mse_std",
+    "psnr", "ssim"}}, the values in the order given; a method missing at a value is skipped
+    there."""
+    out: dict[str, dict[str, list]] = {}
+    for value, methods in points.items():
+        for name, r in methods.items():
+            curve = out.setdefault(name, {k: [] for k in (label, "mse", "mse_std", "psnr",
+                                                          "ssim")})
+            curve[label].append(value)
+            for k in ("mse", "mse_std", "psnr", "ssim"):
+                curve[k].append(r[k])
+    return out
+
+
+def sweep_table(curves: dict, label: str, metric: str, *, title: str) -> str:
+    """A markdown table of a sweep: one row per method, one column per value of `label`."""
+    values = sorted({v for c in curves.values() for v in c[label]})
+    lines = [f"## {title}", "", f"| {metric} \\ {label} | " + " | ".join(map(str, values)) + " |",
+             "|---" * (len(values) + 1) + "|"]
+    for name, c in curves.items():
+        at = dict(zip(c[label], c[metric], strict=True))
+        cells = ["-" if v not in at else f"{at[v]:.5f}" if metric == "mse" else f"{at[v]:.2f}"
+                 for v in values]
+        lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"

@@ -1,11 +1,16 @@
 """The Adam loops over z behind `gejax.reconstruct`: the objective, one step, and the
 two ways to run the steps (chunks called from Python on XLA:CPU, one lax.scan program
 elsewhere), each with or without the per-image early stop. Internal: call `reconstruct`.
+
+What the loops call `y` is each image's data, the pair (y, args): the measurements
+y (B, ...) and a tuple of per-image arguments of `measure` (leading axis B; empty when
+`measure` takes the image alone), so that one program serves every image's operator.
 """
 
 from __future__ import annotations
 
 import functools
+import operator
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -38,10 +43,11 @@ class Reconstruction(NamedTuple):
 
 
 def _objectives(generator, measure, z, y, reg):
-    """Objective of every image and restart: z (B, R, L), y (B, ...) -> (B, R)."""
+    """Objective of every image and restart: z (B, R, L), y = (y (B, ...), args) -> (B, R)."""
 
-    def one(z1, y1):
-        r = measure(generator(z1)) - y1
+    def one(z1, data):
+        y1, args = data
+        r = measure(generator(z1), *args) - y1
         return jnp.sum(r**2) + reg * jnp.sum(z1**2)
 
     return jax.vmap(jax.vmap(one, in_axes=(0, None)), in_axes=(0, 0))(z, y)
@@ -53,7 +59,7 @@ def _optimizer():
 
 def init(y, key, latent_dim, num_restarts, learning_rate, z0):
     """Starting latents (B, R, L): z ~ N(0, I) from `key`, the first K set to z0 (B, K, L)."""
-    z = jax.random.normal(key, (y.shape[0], num_restarts, latent_dim), jnp.float32)
+    z = jax.random.normal(key, (y[0].shape[0], num_restarts, latent_dim), jnp.float32)
     if z0 is not None:
         z = z.at[:, :z0.shape[1]].set(z0)
     opt_state = _optimizer().init(z)
@@ -280,7 +286,8 @@ def solve_chunked_tol(generator, measure, y, z, opt_state, reg, tol, *, steps, p
             track = _chunk_tracked(generator, measure, y, track, reg, num_steps=n)
         else:
             idx = np.concatenate([live, np.full(_bucket(len(live), b) - len(live), live[-1])])
-            sub = _chunk_tracked(generator, measure, y[idx], _take(track, idx, b), reg,
+            rows = jax.tree_util.tree_map(operator.itemgetter(idx), y)
+            sub = _chunk_tracked(generator, measure, rows, _take(track, idx, b), reg,
                                  num_steps=n)
             track = _put(track, sub, idx, b)
         done += n

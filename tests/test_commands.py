@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 
@@ -85,6 +86,46 @@ def test_cs_writes_every_output(workdir, tmp_path):
     assert 0 <= results["g_floor"]["mse"] <= 1
     assert (out / "figure4.png").stat().st_size > 1000
     assert "| ge1 |" in (out / "results.md").read_text()
+
+
+def test_cs_with_measurement_noise_and_its_sweep(workdir, tmp_path):
+    out = tmp_path / "noisy"
+    _run(cs, "--workdir", workdir, "--m", 6, "--out", out, "--methods", "lasso,ga,ge1",
+         "--noise_sigma", 0.1, "--sweep_noise", "0,0.5", *SOLVER)
+    results = json.loads((out / "results.json").read_text())
+    assert results["noise_sigma"] == 0.1
+    sweep = results["noise_sweep"]
+    assert set(sweep) == {"lasso", "ga", "ge1"} and sweep["ga"]["noise_sigma"] == [0.0, 0.5]
+    # The sweep's noiseless point is the plain run's numbers; its noisy one differs.
+    plain = tmp_path / "plain"
+    _run(cs, "--workdir", workdir, "--m", 6, "--out", plain, "--methods", "lasso,ga,ge1",
+         *SOLVER)
+    plain_mse = json.loads((plain / "results.json").read_text())["methods"]["ga"]["mse"]
+    assert sweep["ga"]["mse"][0] == plain_mse != sweep["ga"]["mse"][1]
+    assert (out / "noise.png").stat().st_size > 1000
+    assert "MSE vs measurement noise" in (out / "results.md").read_text()
+
+
+def test_noise_is_seeded_and_of_the_asked_size():
+    y = np.zeros((4000,), np.float32)
+    key = jax.random.key(3)
+    e = experiments.noisy(y, 0.1, key)
+    np.testing.assert_array_equal(e, experiments.noisy(y, 0.1, key))
+    assert abs(float(np.std(e)) - 0.1) < 0.005 and abs(float(np.mean(e))) < 0.01
+    assert experiments.noisy(y, 0.0, key) is y
+
+
+def test_restore_with_a_noise_level_and_its_sweep(workdir, tmp_path):
+    out = tmp_path / "denoise"
+    _run(restore, "--workdir", workdir, "--task", "denoise", "--sigma", 0.1, "--sweep_sigma",
+         "0.1,0.3", "--out", out, *SOLVER)
+    results = json.loads((out / "results.json").read_text())
+    assert results["task"] == {"sigma": 0.1}
+    sweep = results["sweep_sigma"]
+    assert sweep["bm3d"]["sigma"] == [0.1, 0.3]
+    assert sweep["degraded"]["psnr"][0] > sweep["degraded"]["psnr"][1] + 5  # 3x the noise
+    assert sweep["ge1"]["psnr"][0] == results["methods"]["ge1"]["psnr"]
+    assert (out / "sweep_sigma.png").stat().st_size > 1000
 
 
 def test_learned_start_is_trained_and_used_by_ge1_only(workdir, tmp_path):
@@ -180,6 +221,10 @@ def test_task_encoders_stay_out_of_compressed_sensing(workdir):
     ("evaluate.cs", ["--init", "warm"], "--init must be"),
     ("evaluate.cs", ["--tol", "-1"], "--tol must be"),
     ("evaluate.restore", ["--task", "denoise", "--batch_size", "0"], "--batch_size must be"),
+    ("evaluate.restore", ["--task", "denoise", "--sigma", "-1"], "--sigma must be"),
+    ("evaluate.restore", ["--task", "superres", "--factor", "3"], "--factor 3 must divide"),
+    ("evaluate.restore", ["--task", "deblur", "--sweep_sigma", "0.1"], "applies to --task denoise"),
+    ("evaluate.cs", ["--noise_sigma", "-0.5"], "--noise_sigma must be"),
 ])
 def test_user_mistakes_exit_with_one_line(module, args, message):
     done = _cli(module, *args)

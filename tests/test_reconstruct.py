@@ -295,3 +295,48 @@ def test_progress_is_reported_on_every_path(problem, path, tol, monkeypatch):
     out = gejax.reconstruct(g, measure, y, key=jax.random.key(15), latent_dim=LATENT,
                             steps=57, tol=tol, progress=seen.append)
     assert sum(seen) == int(np.max(out.steps_run)) and len(seen) == -(-sum(seen) // 10)
+
+
+def _flat(x):
+    return x.reshape(-1)
+
+
+@pytest.mark.parametrize("path", ["chunked", "scan"])
+def test_per_image_operators_match_one_call_per_image_in_one_compile(problem, path,
+                                                                     monkeypatch):
+    """measure_params: each image its own random mask, one program for the batch."""
+    g, _, _, x_true, _ = problem
+    _use_path(monkeypatch, path)
+    measure = gejax.ge_measure(_flat, operators.apply_mask)  # EN(S(x, mask)), EN = flatten
+    masks = jax.random.bernoulli(jax.random.key(5), 0.6, (5, 6, 6, 1)).astype(jnp.float32)
+    y = jax.vmap(measure)(x_true, masks)
+    z0 = jax.random.normal(jax.random.key(6), (5, 2, LATENT))
+    kw = dict(key=jax.random.key(0), latent_dim=LATENT, num_restarts=2, steps=60, reg=0.0)
+    program = solver._chunk if path == "chunked" else solver.solve_scan
+    before = program._cache_size()
+    batch = gejax.reconstruct(g, measure, y, init=z0, measure_params=masks, **kw)
+    assert program._cache_size() == before + 1
+    other = jax.random.bernoulli(jax.random.key(7), 0.6, masks.shape).astype(jnp.float32)
+    gejax.reconstruct(g, measure, jax.vmap(measure)(x_true, other), init=z0,
+                      measure_params=other, **kw)
+    assert program._cache_size() == before + 1  # new masks are data, not a new program
+    for b in range(5):
+        alone = gejax.reconstruct(g, Partial(_masked_flat, masks[b]), y[b:b + 1],
+                                  init=z0[b:b + 1], **kw)
+        np.testing.assert_allclose(batch.x_hat[b], alone.x_hat[0], atol=1e-5)
+        np.testing.assert_allclose(batch.objective[b], alone.objective[0], rtol=1e-4,
+                                   atol=1e-7)
+    assert not np.allclose(masks[0], masks[1])  # the images did have different operators
+
+
+def _masked_flat(mask, x):
+    return (x * mask).reshape(-1)
+
+
+def test_measure_params_need_the_batch_axis(problem):
+    g, _, _, x_true, _ = problem
+    measure = gejax.ge_measure(_flat, operators.apply_mask)
+    y = jax.vmap(_flat)(x_true)
+    with pytest.raises(ValueError, match="leading batch axis"):
+        gejax.reconstruct(g, measure, y, key=jax.random.key(0), latent_dim=LATENT, steps=1,
+                          measure_params=jnp.ones((3, 6, 6, 1)))

@@ -201,7 +201,7 @@ def test_kill_9_then_rerun_resumes_and_matches_an_uninterrupted_run(tmp_path):
             break  # the first checkpoint exists: the run is now saving and training
         time.sleep(0.02)
     assert proc.poll() is None, "training finished before it could be killed"
-    proc.send_signal(signal.SIGKILL)
+    proc.send_signal(signal.SIGKILL)  # the OS releases its lock on the workdir
     proc.wait()
     latest = checkpoint.manager(killed, "began").latest_step()
     assert latest is not None and latest < steps
@@ -257,3 +257,38 @@ def test_same_seed_same_numbers_other_seed_other_numbers(broken, tmp_path):
     assert first["ga"]["mse"] != _cs(broken / "w", tmp_path / "c", seed=1)[0]["ga"]["mse"]
     assert results["seed"] == 0 and results["solver"]["seed"] == 0
     assert {"jax", "flax", "optax", "gejax"} <= set(results["versions"])
+
+
+def test_one_writer_per_workdir(tmp_path):
+    """A second run on a busy workdir exits 2 in one line; the first finishes intact."""
+    env = dict(os.environ, JAX_PLATFORMS="cpu")
+    w = tmp_path / "w"
+    cmd = [sys.executable, "-m", "train.began", "--workdir", str(w), "--preset", "tiny",
+           "--steps", "3000", "--checkpoint_every", "1000", "--log_every", "100"]
+    first = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    lock = w / checkpoint.LOCK_FILE
+    deadline = time.time() + 240
+    while time.time() < deadline and not (lock.exists() and "process" in lock.read_text()):
+        time.sleep(0.05)
+    assert "process" in lock.read_text(), "the first run never took the workdir's lock"
+    second = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True,
+                            timeout=300)
+    assert first.poll() is None, "the first run ended before the second started"
+    assert first.wait(timeout=300) == 0
+    assert second.returncode == 2
+    errors = [line for line in second.stderr.splitlines() if "error:" in line]
+    assert len(errors) == 1 and "is busy" in errors[0] and "Traceback" not in second.stderr
+    assert checkpoint.manager(w, "began").latest_step() == 3000
+    training.load_began(str(w))
+
+
+def test_the_writer_lock_is_per_workdir_and_released_on_exit(tmp_path):
+    with checkpoint.exclusive(tmp_path / "a"):
+        with pytest.raises(ValueError, match="is busy: process"):
+            with checkpoint.exclusive(tmp_path / "a"):
+                pass
+        with checkpoint.exclusive(tmp_path / "b"):  # another workdir is free
+            pass
+    with checkpoint.exclusive(tmp_path / "a"):  # released
+        pass

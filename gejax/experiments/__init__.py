@@ -12,6 +12,7 @@ from gejax.experiments.cs import (
     CS_METHODS,
     LASSO_ALPHA,
     CsRun,
+    noisy,
     run_cs,
     run_fake_vs_real,
     run_sweep,
@@ -20,5 +21,5 @@ from gejax.experiments.restore import RestoreRun, run_restore
 from gejax.experiments.solve import SolverConfig, batched, check_solver, g_floor, solve
 
 __all__ = ["CS_METHODS", "LASSO_ALPHA", "CsRun", "RestoreRun", "SolverConfig", "batched",
-           "check_solver", "g_floor", "run_cs", "run_fake_vs_real", "run_restore", "run_sweep",
-           "solve"]
+           "check_solver", "g_floor", "noisy", "run_cs", "run_fake_vs_real", "run_restore",
+           "run_sweep", "solve"]

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from gejax import baselines, operators, plotting, report, validate, workdir
@@ -39,10 +40,23 @@ def check_methods(methods) -> None:
         raise ValueError(f"unknown methods {sorted(unknown)}: use {', '.join(CS_METHODS)}")
 
 
+def noisy(y: np.ndarray, sigma: float, key: jax.Array) -> np.ndarray:
+    """y + sigma * e with e ~ N(0, I) drawn from `key`: measurement noise, y = S(x) + e.
+    y itself (bit for bit) when sigma is 0."""
+    if sigma == 0:
+        return y
+    return np.asarray(y + sigma * jax.random.normal(key, np.shape(y), jnp.float32))
+
+
 def run_cs(nets: Networks, x: np.ndarray, *, m: int, solver: SolverConfig,
-           lasso_alpha: float = LASSO_ALPHA,
+           lasso_alpha: float = LASSO_ALPHA, noise_sigma: float = 0.0,
            methods=CS_METHODS, log=print) -> tuple[dict, dict]:
     """Compressed sensing of x (N, H, W, C) from m measurements by every method.
+
+    `noise_sigma` adds Gaussian noise of that std to every method's measurements y
+    (A x for Lasso and GA, EN(x) for GE), drawn from the seed, independently per method.
+    Note that the measurements' own scales differ: A has N(0, 1/m) entries, so A x is
+    about ||x|| / sqrt(m) per entry, while EN(x) has the scale the encoder learned.
 
     Returns (results dict of DESIGN.md, {method: reconstructions}).
     """
@@ -50,8 +64,10 @@ def run_cs(nets: Networks, x: np.ndarray, *, m: int, solver: SolverConfig,
     check_m(m, x.shape[1:])
     n_pixels = int(np.prod(x.shape[1:]))
     validate.number(lasso_alpha, "lasso_alpha", positive=True)
+    validate.number(noise_sigma, "--noise_sigma")
     key = jax.random.key(solver.seed)
     k_a, k_a500, k_ga, k_ge = jax.random.split(key, 4)
+    k_noise = jax.random.fold_in(key, 1)  # leaves the keys above as they were
     a = np.asarray(operators.gaussian_matrix(k_a, m, n_pixels))
     results, images = {}, {}
 
@@ -66,12 +82,14 @@ def run_cs(nets: Networks, x: np.ndarray, *, m: int, solver: SolverConfig,
             a_used = a if m_used == m else np.asarray(
                 operators.gaussian_matrix(k_a500, m_used, n_pixels))
             t0 = time.perf_counter()
-            y = x.reshape(len(x), -1) @ a_used.T
+            y = noisy(x.reshape(len(x), -1) @ a_used.T, noise_sigma,
+                      jax.random.fold_in(k_noise, CS_METHODS.index(name)))
             x_hat = baselines.lasso_dct(y, a_used, x.shape[1:], alpha=lasso_alpha)
             record(name, x_hat, time.perf_counter() - t0, m_used, alpha=lasso_alpha)
         elif name == "ga":
             measure = ga_measure(a)
-            y = batched(measure, x, solver.batch_size)
+            y = noisy(batched(measure, x, solver.batch_size), noise_sigma,
+                      jax.random.fold_in(k_noise, CS_METHODS.index(name)))
             x_hat, seconds, run = solve(nets, measure, y, solver, solver.reg_ga, k_ga, "GA")
             record(name, x_hat, seconds, m, **run)
         else:
@@ -80,7 +98,8 @@ def run_cs(nets: Networks, x: np.ndarray, *, m: int, solver: SolverConfig,
                 log(f"{name:>11}  skipped: no {name} encoder with m={m} outputs in the workdir")
                 continue
             measure = ge_measure(encoder)
-            y = batched(measure, x, solver.batch_size)
+            y = noisy(batched(measure, x, solver.batch_size), noise_sigma,
+                      jax.random.fold_in(k_noise, CS_METHODS.index(name)))
             x_hat, seconds, run = solve(nets, measure, y, solver, solver.reg_ge, k_ge,
                                          name.upper(), learned=nets.init_for(name, m))
             record(name, x_hat, seconds, m, **run)
@@ -96,19 +115,29 @@ def run_sweep(nets: Networks, x: np.ndarray, *, ms: list[int], solver: SolverCon
     """
     for m in ms:  # all of them before the first solve, not after an hour
         check_m(m, x.shape[1:])
-    curves: dict[str, dict[str, list]] = {}
-    images = {}
+    points, images = {}, {}
     for m in ms:
         log(f"m = {m}")
-        methods, recon = run_cs(nets, x, m=m, solver=solver, lasso_alpha=lasso_alpha,
-                                methods=("lasso", "ga", "ge1"), log=log)
-        images[m] = recon
-        for name, r in methods.items():
-            curve = curves.setdefault(name, {k: [] for k in ("m", "mse", "mse_std", "psnr",
-                                                             "ssim")})
-            for k in curve:
-                curve[k].append(r[k])
-    return curves, images
+        points[m], images[m] = run_cs(nets, x, m=m, solver=solver, lasso_alpha=lasso_alpha,
+                                      methods=("lasso", "ga", "ge1"), log=log)
+    return report.curves(points, "m"), images
+
+
+def run_noise_sweep(nets: Networks, x: np.ndarray, *, m: int, levels: list[float],
+                    solver: SolverConfig, methods=CS_METHODS, lasso_alpha: float = LASSO_ALPHA,
+                    log=print) -> dict:
+    """MSE against the measurement noise (`run_cs`'s noise_sigma), as CSGM sweeps it.
+
+    Returns {method: {"noise_sigma": [...], "mse": [...], "mse_std": [...], ...}}.
+    """
+    for level in levels:
+        validate.number(level, "--sweep_noise")
+    points = {}
+    for level in levels:
+        log(f"noise sigma = {level}")
+        points[level], _ = run_cs(nets, x, m=m, solver=solver, lasso_alpha=lasso_alpha,
+                                  noise_sigma=level, methods=methods, log=log)
+    return report.curves(points, "noise_sigma")
 
 
 def run_fake_vs_real(nets: Networks, x_real: np.ndarray, *, m: int, solver: SolverConfig
@@ -169,6 +198,11 @@ class CsRun:
     per m: train.ae --name ae_m64 --code_dim 64)"""
     fake_vs_real: bool = False
     """also run the paper's Table 2"""
+    noise_sigma: float = 0.0
+    """std of Gaussian noise added to every method's measurements y (seeded)"""
+    sweep_noise: str | None = None
+    """comma-separated noise levels, e.g. 0,0.01,0.05,0.1: MSE against the level for each
+    method at --m (figure noise.png)"""
     grid_columns: int = 8
     solver: SolverConfig = SolverConfig()
 
@@ -184,17 +218,22 @@ def evaluate(run: CsRun) -> None:
     ms = [int(v) for v in run.sweep.split(",")] if run.sweep else []
     for m in [run.m, *ms]:
         check_m(m, x.shape[1:])
-    methods = run.methods.split(",")
-    check_methods(methods)
+    names = run.methods.split(",")
+    check_methods(names)
+    validate.number(run.noise_sigma, "--noise_sigma")
+    levels = [float(v) for v in run.sweep_noise.split(",")] if run.sweep_noise else []
+    for level in levels:
+        validate.number(level, "--sweep_noise")
     # After the checks, so that a mistyped flag leaves no empty results/cs_m<m> behind.
     out_dir = report.prepare_out(run.out or f"results/cs_m{run.m}")
     print(f"compressed sensing: {len(x)} {run.split} images {x.shape[1:]} of "
           f"{nets.data.name}, m={run.m}, solver {solver}")
-    methods, recon = run_cs(nets, x, m=run.m, solver=solver, methods=methods,
-                            lasso_alpha=run.lasso_alpha)
+    methods, recon = run_cs(nets, x, m=run.m, solver=solver, methods=names,
+                            lasso_alpha=run.lasso_alpha, noise_sigma=run.noise_sigma)
     results = {"experiment": "cs", "dataset": nets.data.name, "image_shape": list(x.shape[1:]),
                "num_images": len(x), "m": run.m, "seed": solver.seed, "methods": methods,
                **report.provenance(solver, where), "split": run.split,
+               "noise_sigma": run.noise_sigma,
                "g_floor": g_floor(nets, x, solver)}
     print(f"G's floor on these images, min_z ||G(z) - x||^2: {results['g_floor']['mse']:.5f}")
     table2 = None
@@ -207,6 +246,11 @@ def evaluate(run: CsRun) -> None:
         sweep, sweep_recon = run_sweep(nets, x, ms=ms, solver=solver,
                                        lasso_alpha=run.lasso_alpha)
         results["sweep"] = sweep
+    noise = None
+    if levels:
+        noise = results["noise_sweep"] = run_noise_sweep(
+            nets, x, m=run.m, levels=levels, solver=solver, methods=names,
+            lasso_alpha=run.lasso_alpha)
     shown = slice(0, min(run.grid_columns, len(x)))
 
     def figures(out: Path):
@@ -219,6 +263,11 @@ def evaluate(run: CsRun) -> None:
             rows = [("original", x[shown])] + [
                 (f"GE1 m={m}", sweep_recon[m]["ge1"][shown]) for m in ms if "ge1" in sweep_recon[m]]
             plotting.image_grid(rows, out / "figure5.png", title="GE1 with increasing m")
+        if noise is not None:
+            plotting.curves({k: (v["noise_sigma"], v["mse"]) for k, v in noise.items()},
+                            out / "noise.png", errors={k: v["mse_std"] for k, v in noise.items()},
+                            xlabel="measurement noise sigma", ylabel="MSE per pixel",
+                            title=f"MSE vs noise, m={run.m}, {len(x)} {run.split} images")
         rows = [(label, x[shown] if key is None else recon[key][shown])
                 for label, key in ROWS if key is None or key in recon]
         plotting.image_grid(rows, out / "figure4.png",
@@ -230,7 +279,11 @@ def evaluate(run: CsRun) -> None:
         table += (f"\nTable 2 ({table2['encoder']}): MSE on G-made images "
                   f"{table2['fake']['mse']:.5f}, on real images {table2['real']['mse']:.5f}, "
                   f"ratio {table2['ratio']:.3f}\n")
+    if noise is not None:
+        table += "\n" + report.sweep_table(noise, "noise_sigma", "mse",
+                                            title=f"MSE vs measurement noise, m={run.m}")
     report.write_outputs(out_dir, results, table, figures)
     print(table)
     print(f"wrote {out_dir}/results.json, results.md, figure4.png"
-          + (", figure5.png, figure6.png" if sweep is not None else ""))
+          + (", figure5.png, figure6.png" if sweep is not None else "")
+          + (", noise.png" if noise is not None else ""))

@@ -51,6 +51,9 @@ class RestoreRun:
     """output folder; None: results/<task>"""
     reg: float | None = None
     """lambda for GE; None: the solver's reg_ge"""
+    sweep_sigma: str | None = None
+    """denoise: comma-separated noise levels, e.g. 0.05,0.1,0.2,0.4: PSNR against the level
+    for every method (figure sweep_sigma.png)"""
     grid_columns: int = 8
     solver: SolverConfig = SolverConfig()
 
@@ -118,6 +121,11 @@ def evaluate(run: RestoreRun) -> None:
     check_solver(solver)
     nets = workdir.load_networks(where)
     task.check(nets.began.image_shape)
+    levels = [float(v) for v in run.sweep_sigma.split(",")] if run.sweep_sigma else []
+    if levels and not hasattr(task, "sigma"):
+        raise ValueError(f"--sweep_sigma applies to --task denoise, not {run.task}")
+    for level in levels:
+        dataclasses.replace(task, sigma=level).check(nets.began.image_shape)
     x = workdir.eval_images(nets, run.num_images, run.split)
     out_dir = report.prepare_out(run.out or f"results/{task.name}")
     print(f"{task.name}: {len(x)} {run.split} images {x.shape[1:]} of {nets.data.name}, "
@@ -125,10 +133,20 @@ def evaluate(run: RestoreRun) -> None:
     methods, recon, params = run_restore(nets, x, task=task, solver=solver,
                                          keep_observed=run.keep_observed)
     x_dagger = params.pop("degraded_input")
+    sweep = None
+    if levels:
+        points = {}
+        for level in levels:
+            print(f"sigma = {level}")
+            points[level], _, _ = run_restore(nets, x, task=dataclasses.replace(task, sigma=level),
+                                              solver=solver)
+        sweep = report.curves(points, "sigma")
     results = {"experiment": run.task, "dataset": nets.data.name,
                "image_shape": list(x.shape[1:]), "num_images": len(x), "split": run.split,
                "seed": solver.seed, "task": params, "methods": methods,
                "g_floor": g_floor(nets, x, solver), **report.provenance(solver, where)}
+    if sweep is not None:
+        results["sweep_sigma"] = sweep
 
     def figures(out):
         shown = slice(0, min(run.grid_columns, len(x)))
@@ -136,9 +154,16 @@ def evaluate(run: RestoreRun) -> None:
         rows += [(k, v[shown]) for k, v in recon.items() if k != "degraded"]
         plotting.image_grid(rows, out / f"{task.figure}.png",
                             title=f"{task.name} ({nets.data.name})")
+        if sweep is not None:
+            plotting.curves({k: (v["sigma"], v["psnr"]) for k, v in sweep.items()},
+                            out / "sweep_sigma.png", xlabel="noise sigma", ylabel="PSNR (dB)",
+                            logy=False, title=f"denoising, {len(x)} {run.split} images")
 
     table = report.markdown_table(results, title=f"{task.name}, {len(x)} {run.split} images "
                                   f"of {nets.data.name}")
+    if sweep is not None:
+        table += "\n" + report.sweep_table(sweep, "sigma", "psnr", title="PSNR (dB) vs noise")
     report.write_outputs(out_dir, results, table, figures)
     print(table)
-    print(f"wrote {out_dir}/results.json, results.md, {task.figure}.png")
+    print(f"wrote {out_dir}/results.json, results.md, {task.figure}.png"
+          + (", sweep_sigma.png" if sweep is not None else ""))

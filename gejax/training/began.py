@@ -176,6 +176,7 @@ def save_samples(workdir: str, g_params, model: models.BeganConfig, step: int) -
     return path
 
 
+@checkpoint.one_writer
 def train_began(workdir: str, data_cfg: data.DataConfig, model: models.BeganConfig,
                 cfg: BeganTrainConfig) -> BeganState:
     """Train (or resume) BEGAN in `workdir`; returns the final state.
