@@ -83,7 +83,7 @@ def init_step(state: TrainState, real: jax.Array, key: jax.Array, *, g_params, e
     return state.apply_gradients(grads=grads), {"loss": value}
 
 
-@checkpoint.one_writer
+@checkpoint.one_writer(create=False)  # needs the workdir of train.began
 def train_init(workdir: str, cfg: InitTrainConfig, encoder: str = "ae") -> TrainState:
     """Train (or resume) the learned start of autoencoder `encoder` in a trained workdir."""
     cfg.check()

@@ -36,18 +36,19 @@ LOCK_FILE = ".lock"
 
 
 @contextlib.contextmanager
-def exclusive(workdir: str | os.PathLike) -> Iterator[None]:
+def exclusive(workdir: str | os.PathLike, *, create: bool = True) -> Iterator[None]:
     """Hold the workdir's writer lock while the block runs; refuse if another run holds it.
 
     An OS lock (flock) on `workdir/.lock`: the OS releases it when the process ends, however
     it ends (kill -9 included), so a dead run never leaves the workdir locked. The file
     keeps the holder's pid for the message. Taken by process 0 only (every host of a
-    multi-host run writes through it).
+    multi-host run writes through it). `create` False: a missing workdir is left missing
+    (and unlocked), for runs that need one made before them.
     """
-    if not parallel.is_primary():
+    path = Path(workdir)
+    if not parallel.is_primary() or not (create or path.is_dir()):
         yield
         return
-    path = Path(workdir)
     path.mkdir(parents=True, exist_ok=True)
     with open(path / LOCK_FILE, "a+") as f:
         try:
@@ -67,12 +68,15 @@ def exclusive(workdir: str | os.PathLike) -> Iterator[None]:
             fcntl.flock(f, fcntl.LOCK_UN)
 
 
-def one_writer(train: Callable) -> Callable:
-    """`train(workdir, ...)` run under `exclusive(workdir)`."""
+def one_writer(train: Callable | None = None, *, create: bool = True) -> Callable:
+    """`train(workdir, ...)` run under `exclusive(workdir, create=create)`; use as
+    `@one_writer` or `@one_writer(create=False)`."""
+    if train is None:
+        return functools.partial(one_writer, create=create)
 
     @functools.wraps(train)
     def locked(workdir, *args, **kwargs):
-        with exclusive(workdir):
+        with exclusive(workdir, create=create):
             return train(workdir, *args, **kwargs)
 
     return locked

@@ -70,3 +70,16 @@ def _save(fig, path) -> None:
     with open(tmp, "wb") as f:
         f.write(buf.getvalue())
     os.replace(tmp, path)
+
+
+def uncertainty(x: np.ndarray, x_hat: np.ndarray, spread: np.ndarray, path, *, label: str,
+                corr: float | None) -> None:
+    """Rows: original, answer, restart spread and true error |x_hat - x|, each (N, H, W, C);
+    spread and error share one scale (their joint maximum) so they compare by eye."""
+    error = np.abs(np.clip(x_hat, 0, 1) - x)
+    top = max(float(spread.max()), float(error.max()), 1e-8)
+    title = f"{label}: restart spread vs true error"
+    if corr is not None:
+        title += f" (pixel correlation {corr:.2f})"
+    image_grid([("original", x), (label, np.clip(x_hat, 0, 1)), ("spread", spread / top),
+                ("|error|", error / top)], path, title=title)

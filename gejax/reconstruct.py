@@ -184,8 +184,9 @@ def reconstruct(generator: Callable, measure: Callable, y: jax.typing.ArrayLike,
 
     Returns:
       A `Reconstruction`: x_hat (B, H, W, C), z (B, latent_dim), objective (B, R),
-      best_restart (B,), the restart with the lowest objective for each image, and
-      steps_run (B,).
+      best_restart (B,), the restart with the lowest objective for each image,
+      steps_run (B,), and spread (B, H, W, C), how much the restarts disagree per pixel
+      (see `Reconstruction`).
     """
     y = jnp.asarray(y) if not validate.is_traced(y) else y
     if init is not None and not validate.is_traced(init):

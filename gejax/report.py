@@ -30,13 +30,32 @@ def prepare_out(path: str | Path) -> Path:
     return path
 
 
-def summarize(x_hat: np.ndarray, x: np.ndarray, seconds: float, **extra) -> dict:
-    """The per-method entry of results.json: metrics averaged over images, on [0, 1]."""
+def summarize(x_hat: np.ndarray, x: np.ndarray, seconds: float, spread=None, **extra) -> dict:
+    """The per-method entry of results.json: metrics averaged over images, on [0, 1].
+
+    With the solver's per-pixel `spread` (N, H, W, C), also "spread_error_corr": the
+    Pearson correlation of spread and true error |x_hat - x| over all pixels ("pixels")
+    and of their per-image means ("images"): how far the spread tells where the answer
+    is wrong, without the ground truth.
+    """
     x_hat = np.clip(np.asarray(x_hat), 0, 1)
     mse = np.asarray(metrics.mse(x_hat, x))
-    return {"mse": float(mse.mean()), "mse_std": float(mse.std()),
-            "psnr": float(np.mean(metrics.psnr(x_hat, x))),
-            "ssim": float(np.mean(metrics.ssim(x_hat, x))), "seconds": float(seconds), **extra}
+    out = {"mse": float(mse.mean()), "mse_std": float(mse.std()),
+           "psnr": float(np.mean(metrics.psnr(x_hat, x))),
+           "ssim": float(np.mean(metrics.ssim(x_hat, x))), "seconds": float(seconds), **extra}
+    if spread is not None:
+        error = np.abs(x_hat - x)
+        out["spread_error_corr"] = {
+            "pixels": _corr(spread.ravel(), error.ravel()),
+            "images": _corr(spread.mean(axis=(1, 2, 3)), error.mean(axis=(1, 2, 3)))}
+    return out
+
+
+def _corr(a: np.ndarray, b: np.ndarray) -> float | None:
+    """Pearson correlation; None where either side is constant (e.g. one restart)."""
+    if np.std(a) == 0 or np.std(b) == 0:
+        return None
+    return float(np.corrcoef(a, b)[0, 1])
 
 
 def provenance(solver, workdir: str) -> dict:

@@ -33,6 +33,11 @@ class Reconstruction(NamedTuple):
       objective: (B, R) the final objective of every image and restart.
       best_restart: (B,) index of the restart chosen (argmin of `objective`).
       steps_run: (B,) Adam steps each image ran: `steps`, or fewer where `tol` stopped it.
+      spread: (B, H, W, C) how much the restarts disagree, per pixel, around the answer:
+        sqrt(sum_r w_r (G(z_r) - x_hat)^2) with weights w_r proportional to
+        exp(-(f_r - f_best) / f_best) of the objectives f (a restart whose objective is
+        twice the best counts e^-1 as much as one that ties it). 0 where every restart
+        agrees, and always 0 with one restart.
     """
 
     x_hat: jax.Array
@@ -40,6 +45,7 @@ class Reconstruction(NamedTuple):
     objective: jax.Array
     best_restart: jax.Array
     steps_run: jax.Array
+    spread: jax.Array
 
 
 def _objectives(generator, measure, z, y, reg):
@@ -91,7 +97,16 @@ def _pick(generator, z, objective, steps_run):
     """The Reconstruction of the restart with the lowest objective: z (B, R, L), (B, R)."""
     best = jnp.argmin(objective, axis=1)
     z_best = jnp.take_along_axis(z, best[:, None, None], axis=1)[:, 0]
-    return Reconstruction(jax.vmap(generator)(z_best), z_best, objective, best, steps_run)
+    x_hat = jax.vmap(generator)(z_best)
+    return Reconstruction(x_hat, z_best, objective, best, steps_run,
+                          _spread(jax.vmap(jax.vmap(generator))(z), x_hat, objective))
+
+
+def _spread(x_all, x_hat, objective):
+    """Reconstruction.spread: x_all (B, R, H, W, C), x_hat (B, H, W, C), objective (B, R)."""
+    f_best = objective.min(axis=1, keepdims=True)
+    w = jax.nn.softmax(-(objective - f_best) / jnp.maximum(f_best, 1e-12), axis=1)
+    return jnp.sqrt(jnp.einsum("br,br...->b...", w, (x_all - x_hat[:, None]) ** 2))
 
 
 def _finish(generator, measure, y, z, reg, steps_run):

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from evaluate import cs, restore
-from gejax import experiments
+from gejax import experiments, report
 from gejax.workdir import eval_images, load_networks
 from train import ae, began
 from train import init as train_init
@@ -104,6 +104,29 @@ def test_cs_with_measurement_noise_and_its_sweep(workdir, tmp_path):
     assert sweep["ga"]["mse"][0] == plain_mse != sweep["ga"]["mse"][1]
     assert (out / "noise.png").stat().st_size > 1000
     assert "MSE vs measurement noise" in (out / "results.md").read_text()
+
+
+def test_cs_reports_how_well_the_restart_spread_finds_the_error(workdir, tmp_path):
+    out = tmp_path / "unsure"
+    _run(cs, "--workdir", workdir, "--m", 6, "--out", out, "--methods", "lasso,ge1",
+         "--uncertainty", *SOLVER)
+    results = json.loads((out / "results.json").read_text())
+    corr = results["methods"]["ge1"]["spread_error_corr"]
+    assert -1 <= corr["pixels"] <= 1 and -1 <= corr["images"] <= 1
+    assert "spread_error_corr" not in results["methods"]["lasso"]  # no restarts
+    assert (out / "uncertainty.png").stat().st_size > 1000
+
+
+def test_spread_error_correlation_by_hand():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(4, 5, 5, 1))
+    x_hat = np.clip(x + rng.normal(scale=0.1, size=x.shape), 0, 1)
+    error = np.abs(x_hat - x)
+    r = report.summarize(x_hat, x, 0.0, spread=2 * error)  # a spread that is the error
+    assert r["spread_error_corr"]["pixels"] == pytest.approx(1.0)
+    assert r["spread_error_corr"]["images"] == pytest.approx(1.0)
+    assert report.summarize(x_hat, x, 0.0, spread=np.zeros_like(x))["spread_error_corr"] == {
+        "pixels": None, "images": None}
 
 
 def test_noise_is_seeded_and_of_the_asked_size():
@@ -230,6 +253,7 @@ def test_user_mistakes_exit_with_one_line(module, args, message):
     done = _cli(module, *args)
     assert done.returncode == 2
     assert message in done.stderr and "Traceback" not in done.stderr
+    assert not Path("/nonexistent").exists()  # a refused command makes no workdir
 
 
 ENTRY_POINTS = {"train.began": began, "train.ae": ae, "train.init": train_init,

@@ -340,3 +340,26 @@ def test_measure_params_need_the_batch_axis(problem):
     with pytest.raises(ValueError, match="leading batch axis"):
         gejax.reconstruct(g, measure, y, key=jax.random.key(0), latent_dim=LATENT, steps=1,
                           measure_params=jnp.ones((3, 6, 6, 1)))
+
+
+def test_spread_is_the_weighted_disagreement_of_the_restarts(problem):
+    """Reconstruction.spread by hand, at the starts (steps=0): weights exp(-(f - f*)/f*)."""
+    g, measure, y, *_ = problem
+    z0 = jax.random.normal(jax.random.key(8), (5, 3, LATENT))
+    out = gejax.reconstruct(g, measure, y, key=jax.random.key(0), latent_dim=LATENT,
+                            num_restarts=3, steps=0, reg=0.1, init=z0)
+    x_all = np.asarray(jax.vmap(jax.vmap(g))(z0))
+    f = np.array([[np.sum((np.asarray(measure(x_all[b, r])) - np.asarray(y[b])) ** 2)
+                   + 0.1 * np.sum(np.asarray(z0[b, r]) ** 2) for r in range(3)]
+                  for b in range(5)])
+    np.testing.assert_allclose(out.objective, f, rtol=1e-5)
+    best = f.argmin(axis=1)
+    w = np.exp(-(f - f.min(axis=1, keepdims=True)) / f.min(axis=1, keepdims=True))
+    w /= w.sum(axis=1, keepdims=True)
+    x_best = x_all[np.arange(5), best]
+    expected = np.sqrt(np.einsum("br,brhwc->bhwc", w, (x_all - x_best[:, None]) ** 2))
+    np.testing.assert_allclose(out.spread, expected, rtol=1e-4, atol=1e-6)
+    assert float(np.min(expected.max(axis=(1, 2, 3)))) > 1e-3  # the restarts did disagree
+    one = gejax.reconstruct(g, measure, y, key=jax.random.key(0), latent_dim=LATENT,
+                            num_restarts=1, steps=3)
+    assert float(jnp.max(one.spread)) == 0.0

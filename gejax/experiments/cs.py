@@ -50,7 +50,7 @@ def noisy(y: np.ndarray, sigma: float, key: jax.Array) -> np.ndarray:
 
 def run_cs(nets: Networks, x: np.ndarray, *, m: int, solver: SolverConfig,
            lasso_alpha: float = LASSO_ALPHA, noise_sigma: float = 0.0,
-           methods=CS_METHODS, log=print) -> tuple[dict, dict]:
+           methods=CS_METHODS, log=print, spreads: dict | None = None) -> tuple[dict, dict]:
     """Compressed sensing of x (N, H, W, C) from m measurements by every method.
 
     `noise_sigma` adds Gaussian noise of that std to every method's measurements y
@@ -58,7 +58,8 @@ def run_cs(nets: Networks, x: np.ndarray, *, m: int, solver: SolverConfig,
     Note that the measurements' own scales differ: A has N(0, 1/m) entries, so A x is
     about ||x|| / sqrt(m) per entry, while EN(x) has the scale the encoder learned.
 
-    Returns (results dict of DESIGN.md, {method: reconstructions}).
+    Returns (results dict of DESIGN.md, {method: reconstructions}); `spreads`, if a dict,
+    receives each solver method's per-pixel restart spread (N, H, W, C).
     """
     check_methods(methods)
     check_m(m, x.shape[1:])
@@ -72,6 +73,8 @@ def run_cs(nets: Networks, x: np.ndarray, *, m: int, solver: SolverConfig,
     results, images = {}, {}
 
     def record(name, x_hat, seconds, m_used, **extra):
+        if spreads is not None and "spread" in extra:
+            spreads[name] = extra["spread"]
         results[name] = report.summarize(x_hat, x, seconds, m=m_used, **extra)
         images[name] = np.clip(x_hat, 0, 1)
         log(report.line(name, results[name], width=11))
@@ -203,6 +206,10 @@ class CsRun:
     sweep_noise: str | None = None
     """comma-separated noise levels, e.g. 0,0.01,0.05,0.1: MSE against the level for each
     method at --m (figure noise.png)"""
+    uncertainty: bool = False
+    """also draw uncertainty.png: answer, restart spread and true error side by side (GE1,
+    else the last solver method); results.json has every solver method's
+    spread_error_corr either way"""
     grid_columns: int = 8
     solver: SolverConfig = SolverConfig()
 
@@ -228,8 +235,10 @@ def evaluate(run: CsRun) -> None:
     out_dir = report.prepare_out(run.out or f"results/cs_m{run.m}")
     print(f"compressed sensing: {len(x)} {run.split} images {x.shape[1:]} of "
           f"{nets.data.name}, m={run.m}, solver {solver}")
+    spreads = {}
     methods, recon = run_cs(nets, x, m=run.m, solver=solver, methods=names,
-                            lasso_alpha=run.lasso_alpha, noise_sigma=run.noise_sigma)
+                            lasso_alpha=run.lasso_alpha, noise_sigma=run.noise_sigma,
+                            spreads=spreads)
     results = {"experiment": "cs", "dataset": nets.data.name, "image_shape": list(x.shape[1:]),
                "num_images": len(x), "m": run.m, "seed": solver.seed, "methods": methods,
                **report.provenance(solver, where), "split": run.split,
@@ -268,6 +277,11 @@ def evaluate(run: CsRun) -> None:
                             out / "noise.png", errors={k: v["mse_std"] for k, v in noise.items()},
                             xlabel="measurement noise sigma", ylabel="MSE per pixel",
                             title=f"MSE vs noise, m={run.m}, {len(x)} {run.split} images")
+        if run.uncertainty and spreads:
+            name = "ge1" if "ge1" in spreads else list(spreads)[-1]
+            plotting.uncertainty(x[shown], recon[name][shown], spreads[name][shown],
+                                 out / "uncertainty.png", label=name.upper(),
+                                 corr=methods[name]["spread_error_corr"]["pixels"])
         rows = [(label, x[shown] if key is None else recon[key][shown])
                 for label, key in ROWS if key is None or key in recon]
         plotting.image_grid(rows, out / "figure4.png",

@@ -107,6 +107,7 @@ def run_restore(nets: workdir.Networks, x: np.ndarray, *, task: tasks.Task | str
                                     name.upper(), learned=nets.inits.get(name))
         if mask is not None and keep_observed:
             x_hat = mask * x_dagger + (1 - mask) * x_hat
+            run["spread"] = (1 - mask) * run["spread"]  # the kept pixels are certain
         extra = {"encoder": task_ae} if name == "ge1_task" else {}
         record(name, x_hat, seconds, **run, **extra)
     return results, images, {"degraded_input": x_dagger, **params}

@@ -72,7 +72,8 @@ def solve(nets: Networks, measure, y, solver: SolverConfig, reg: float, key, des
     would draw them), so the batch size changes no number. `learned` (Q: y -> z) sets
     restart 0 of every image when `solver.init` is "learned".
 
-    Returns (x_hat (N, H, W, C), seconds, {"init", "steps_run"}).
+    Returns (x_hat (N, H, W, C), seconds, {"init", "steps_run", "spread"}), "spread" the
+    restarts' per-pixel spread (N, H, W, C) (`Reconstruction.spread`).
     """
     t0 = time.perf_counter()
     n, size = len(y), solver.batch_size
@@ -80,7 +81,7 @@ def solve(nets: Networks, measure, y, solver: SolverConfig, reg: float, key, des
     use_learned = solver.init == "learned" and learned is not None
     if use_learned:
         z0 = z0.at[:, 0].set(batched(learned, y, size))
-    x_hat, steps_run = [], []
+    x_hat, steps_run, spread = [], [], []
     with tqdm(total=solver.steps * -(-n // size), desc=desc, unit="step", leave=False,
               disable=not parallel.is_primary()) as bar:
         for i in range(0, n, size):
@@ -91,11 +92,12 @@ def solve(nets: Networks, measure, y, solver: SolverConfig, reg: float, key, des
                               mesh=parallel.default_mesh())
             x_hat.append(parallel.to_host(out.x_hat))
             steps_run.append(parallel.to_host(out.steps_run))
+            spread.append(parallel.to_host(out.spread))
             bar.update(solver.steps * (i // size + 1) - bar.n)  # steps an early stop skipped
     steps_run = np.concatenate(steps_run)
     return np.concatenate(x_hat), time.perf_counter() - t0, {
         "init": "learned" if use_learned else "random",
-        "steps_run": float(steps_run.mean())}
+        "steps_run": float(steps_run.mean()), "spread": np.concatenate(spread)}
 
 
 def g_floor(nets: Networks, x: np.ndarray, solver: SolverConfig) -> dict:

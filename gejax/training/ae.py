@@ -103,7 +103,7 @@ def ae_step(state: TrainState, real: jax.Array, key: jax.Array, *, g_params,
                                                 "real_mse": real_mse}
 
 
-@checkpoint.one_writer
+@checkpoint.one_writer(create=False)  # needs the workdir of train.began
 def train_ae(workdir: str, model: models.AEConfig, cfg: AETrainConfig, name: str = "ae"
              ) -> TrainState:
     """Train (or resume) GE1's autoencoder on real images and images from the workdir's G.
