@@ -48,7 +48,9 @@ class LatentHead(nn.Module):
     @nn.compact
     def __call__(self, y: jax.Array) -> jax.Array:
         """y (..., code_dim) -> z (..., latent_dim)."""
-        h = y
+        # Codes come at the scale their encoder learned (rms ~8 for the shipped GE1), and
+        # noisy ones at another: normalise each code before the MLP.
+        h = nn.LayerNorm()(y)
         for _ in range(self.config.depth):
             h = nn.elu(nn.Dense(self.config.width)(h))
         return nn.Dense(self.config.latent_dim)(h)
