@@ -22,33 +22,6 @@ def default_workdir() -> str:
     return str(resources.files("gejax") / "pretrained" / "mnist32")
 
 
-@dataclasses.dataclass(frozen=True)
-class SolverConfig:
-    """Adam on z from the paper: lr 0.1, 500 steps, 2 random starts.
-
-    `reg_ge` and `reg_ga` are lambda for the two objectives, whose residuals have very
-    different scales (m encoder outputs vs m Gaussian projections of H*W*C pixels). The
-    defaults were the best of {0, 1e-3, 1e-2, 0.1} and {0.01, 0.1, 1, 10} on 16 *train*
-    images of the embedded default at m = 128 (the MSE moved by < 15% over the range).
-    Re-checked with the pull-away G (train MSE): GE0 0.0095 at 0 vs 0.0101 at 1e-3, GE1
-    equal at both, GA within 2.5% over its range; the defaults were kept.
-    """
-
-    steps: int = 500
-    restarts: int = 2
-    learning_rate: float = 0.1
-    reg_ge: float = 1e-3
-    reg_ga: float = 1.0
-    seed: int = 0
-    # Beyond the paper (docs/speed.md): `tol` > 0 stops each image once its objective
-    # stops falling (reconstruct's `tol`; 3e-2 chosen on train); `init` "learned" starts
-    # restart 0 of GE1 at the workdir's learned start (train.init). `batch_size` images
-    # are solved at a time, so memory stays flat in N; it changes no number.
-    tol: float = 0.0
-    init: str = "random"
-    batch_size: int = 64
-
-
 @dataclasses.dataclass
 class Networks:
     """G and the encoders of a workdir, as per-example pure callables."""
