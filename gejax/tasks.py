@@ -217,7 +217,7 @@ def select(task: str, *, mask: str = "block", **settings) -> Task:
     if task == "inpaint" and mask not in masks:
         raise ValueError(f"--mask must be one of {', '.join(masks)}, got {mask!r}")
     name = f"inpaint_{mask}" if task == "inpaint" else task
-    if name not in TASKS or name in masks or name.startswith("inpaint_") != (task == "inpaint"):
+    if name not in TASKS or name.startswith("inpaint_") != (task == "inpaint"):
         choices = sorted({n.split("_")[0] for n in NAMES})
         raise ValueError(f"unknown task {task!r}: use one of {', '.join(choices)}")
     given = {k: v for k, v in settings.items() if v is not None}

@@ -39,8 +39,8 @@ def began_defaults(peeked: dict) -> BeganRun:
     workdir, preset = peeked["workdir"], peeked["preset"] or "mnist32"
     if preset not in presets.BEGAN:
         raise ValueError(f"unknown --preset {preset!r}: use one of {', '.join(presets.BEGAN)}")
-    if workdir is not None and "began" in checkpoint.read_config(workdir):
-        stored = checkpoint.read_config(workdir)
+    stored = checkpoint.read_config(workdir) if workdir is not None else {}
+    if "began" in stored:
         train = checkpoint.section(workdir, "began_train", BeganTrainConfig)
         if "pull_away" not in stored["began_train"]:  # written before the term existed
             train = dataclasses.replace(train, pull_away=0.0)
