@@ -130,9 +130,14 @@ def blind_richardson_lucy_deconvolve(blurred: np.ndarray, kernel_size: int, *,
 
 
 def biharmonic_inpaint(images: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Fill pixels where mask == 0 by biharmonic interpolation (skimage)."""
+    """Fill pixels where mask == 0 by biharmonic interpolation (skimage).
+
+    images (N, H, W, C); mask (H, W, 1) for all of them or (N, H, W, 1), one per image.
+    """
     from skimage.restoration import inpaint_biharmonic
 
-    holes = mask[..., 0] == 0
-    out = [inpaint_biharmonic(x, holes, channel_axis=-1) for x in images]
+    holes = np.broadcast_to(mask[..., 0] == 0, (len(images), *images.shape[1:3]))
+    # skimage's Cython code refuses a read-only (broadcast) mask: each image gets a copy.
+    out = [inpaint_biharmonic(x, h.copy(), channel_axis=-1)
+           for x, h in zip(images, holes, strict=True)]
     return np.clip(np.stack(out), 0, 1).astype(np.float32)

@@ -52,6 +52,16 @@ class Task:
         """(H, W, 1) mask of the pixels x_dagger shows as they are (inpainting), else None."""
         return None
 
+    def observed_each(self, n: int, image_shape: tuple[int, ...], key: jax.Array
+                      ) -> jax.Array | None:
+        """(n, H, W, 1): each of n images its own mask, or None where `observed` is None.
+
+        evaluate.restore degrades with these: x_dagger = M_i x_i and S_i(x) = M_i x, M_i
+        passed to the solver as each image's `measure_params`. A random mask is drawn per
+        image from split(key, n); a fixed one is repeated.
+        """
+        return None
+
     def params(self, image_shape: tuple[int, ...]) -> dict:
         """The settings as used on images of `image_shape`, for results.json."""
         return dataclasses.asdict(self)
@@ -179,7 +189,14 @@ class Inpaint(Task):
             return operators.block_mask(image_shape, size=self.size_for(image_shape[0]))
         return operators.line_mask(key, image_shape)
 
+    def observed_each(self, n, image_shape, key):
+        if self.mask == "block":
+            return jnp.broadcast_to(self.observed(image_shape, key), (n, *image_shape[:2], 1))
+        return jax.vmap(lambda k: self.observed(image_shape, k))(jax.random.split(key, n))
+
     def degrade(self, x, key):
+        # One mask for the whole batch, as train.ae --corrupt has always drawn it (the
+        # shipped encoders' recipe); evaluate.restore uses observed_each.
         return operators.apply_mask(x, self.observed(x.shape[-3:], key))
 
     def operator(self, image_shape, key):
@@ -191,8 +208,11 @@ class Inpaint(Task):
         return {"mask": "block", "block_size": self.size_for(image_shape[0])}
 
     def baselines(self, image_shape, key):
-        mask = np.asarray(self.observed(image_shape, key))
-        return {"biharmonic": functools.partial(baselines.biharmonic_inpaint, mask=mask)}
+        def biharmonic(x_dagger):  # each image with its own mask, as observed_each draws it
+            masks = np.asarray(self.observed_each(len(x_dagger), image_shape, key))
+            return baselines.biharmonic_inpaint(x_dagger, masks)
+
+        return {"biharmonic": biharmonic}
 
 
 # name -> the task with the paper's settings. Inpainting is one task of the paper with

@@ -10,8 +10,9 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.tree_util import Partial
 
-from gejax import plotting, report, tasks, workdir
+from gejax import operators, plotting, report, tasks, workdir
 from gejax.experiments.solve import SolverConfig, batched, check_solver, g_floor, solve
 from gejax.reconstruct import ge_measure
 
@@ -77,12 +78,15 @@ def run_restore(nets: workdir.Networks, x: np.ndarray, *, task: tasks.Task | str
     shape = x.shape[1:]
     task.check(shape)
     k_degrade, k_solve = jax.random.split(jax.random.key(solver.seed))
-    s = task.operator(shape, k_degrade)
-    x_dagger = np.asarray(task.degrade(jnp.asarray(x), k_degrade))
-    mask = task.observed(shape, k_degrade)
+    mask = task.observed_each(len(x), shape, k_degrade)  # (N, H, W, 1) or None
     params = task.params(shape)
-    if mask is not None:
+    if mask is None:
+        s, s_params = task.operator(shape, k_degrade), None
+        x_dagger = np.asarray(task.degrade(jnp.asarray(x), k_degrade))
+    else:  # S_i(x) = M_i x, each image's mask passed to the solver beside its y
         mask = np.asarray(mask)
+        s, s_params = Partial(operators.apply_mask), mask
+        x_dagger = x * mask
         params["keep_observed"] = keep_observed
     results, images = {}, {}
 
@@ -104,7 +108,8 @@ def run_restore(nets: workdir.Networks, x: np.ndarray, *, task: tasks.Task | str
         measure = ge_measure(encoder, s)
         y = batched(encoder, x_dagger, solver.batch_size)  # EN(x_dagger), paper eq. 6
         x_hat, seconds, run = solve(nets, measure, y, solver, solver.reg_ge, k_solve,
-                                    name.upper(), learned=nets.inits.get(name))
+                                    name.upper(), learned=nets.inits.get(name),
+                                    measure_params=s_params)
         if mask is not None and keep_observed:
             x_hat = mask * x_dagger + (1 - mask) * x_hat
             run["spread"] = (1 - mask) * run["spread"]  # the kept pixels are certain

@@ -65,12 +65,13 @@ def batched(fn: Callable, x, batch_size: int):
 
 
 def solve(nets: Networks, measure, y, solver: SolverConfig, reg: float, key, desc: str,
-           learned=None) -> tuple[np.ndarray, float, dict]:
+           learned=None, measure_params=None) -> tuple[np.ndarray, float, dict]:
     """reconstruct on all devices, `solver.batch_size` images at a time, with a progress bar.
 
     The random starts of all N images are drawn at once from `key` (as one batch of N
     would draw them), so the batch size changes no number. `learned` (Q: y -> z) sets
-    restart 0 of every image when `solver.init` is "learned".
+    restart 0 of every image when `solver.init` is "learned". `measure_params` (arrays
+    with the leading axis N) are `reconstruct`'s, sliced with y.
 
     Returns (x_hat (N, H, W, C), seconds, {"init", "steps_run", "spread"}), "spread" the
     restarts' per-pixel spread (N, H, W, C) (`Reconstruction.spread`).
@@ -85,11 +86,12 @@ def solve(nets: Networks, measure, y, solver: SolverConfig, reg: float, key, des
     with tqdm(total=solver.steps * -(-n // size), desc=desc, unit="step", leave=False,
               disable=not parallel.is_primary()) as bar:
         for i in range(0, n, size):
+            rows = jax.tree_util.tree_map(lambda a, i=i: a[i:i + size], measure_params)
             out = reconstruct(nets.generator, measure, y[i:i + size], key=key,
                               latent_dim=nets.began.latent_dim, num_restarts=solver.restarts,
                               steps=solver.steps, learning_rate=solver.learning_rate, reg=reg,
-                              init=z0[i:i + size], tol=solver.tol, progress=bar.update,
-                              mesh=parallel.default_mesh())
+                              init=z0[i:i + size], tol=solver.tol, measure_params=rows,
+                              progress=bar.update, mesh=parallel.default_mesh())
             x_hat.append(parallel.to_host(out.x_hat))
             steps_run.append(parallel.to_host(out.steps_run))
             spread.append(parallel.to_host(out.spread))
