@@ -98,7 +98,7 @@ def train_init(workdir: str, cfg: InitTrainConfig, encoder: str = "ae") -> Train
     name = name_for(encoder)
     if parallel.is_primary():
         checkpoint.write_config(workdir, **{name: model, f"{name}_train": cfg})
-    images = data.load(checkpoint.section(workdir, "data", data.DataConfig), "train")
+    images = data.source(checkpoint.section(workdir, "data", data.DataConfig), "train")
     step_fn = functools.partial(init_step, g_params=g_params, en_params=ae_params, began=began,
                                 ae=ae, cfg=cfg)
     return training.fit(workdir, name, init_state(model, cfg), step_fn, images, cfg, ("loss",))

@@ -1,6 +1,8 @@
-"""Datasets as float32 NHWC arrays in [0, 1], with fixed, seeded train/test splits.
+"""Datasets as float32 NHWC images in [0, 1], with fixed, seeded train/test splits.
 
-    load(name, split, image_size=..., channels=...) -> (N, S, S, C) float32 numpy array
+    source(config, split) -> Images: len(), images[rows] -> (k, S, S, C) float32, read on
+                             demand (flat memory for data of any size)
+    load(config, split)   -> the same as one (N, S, S, C) float32 numpy array
 
 `name` is one of:
   * "mnist"            the embedded default: the 5,000 real MNIST digits that the PyPI
@@ -10,17 +12,27 @@
                        read with `tfds.data_source`, so TensorFlow is not needed;
                        celeb_a is centre-cropped to 108x108 first, as BEGAN and CSGM do;
   * a folder of image files (png, jpg, ...), centre-cropped to a square;
-  * an ``.npz`` file whose first array (or the array "images") holds the images.
+  * an ``.npz`` file whose first array (or the array "images") holds the images; one
+    written by np.savez (not savez_compressed) is memory-mapped, not read.
 
-Nothing here downloads anything: TFDS datasets must have been prepared beforehand.
+Images are decoded, cropped and resized one at a time when a batch asks for them, by a
+Grain `MapDataset` over the raw source; nothing is cached, so memory does not grow with
+the dataset. Which images make a training batch is `training.batch_indices(step, ...)`,
+a function of the step alone, so a resumed run reads the same batches as an
+uninterrupted one. Nothing here downloads anything: TFDS datasets must have been
+prepared beforehand.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
+import struct
+import zipfile
 from pathlib import Path
 
+import grain
 import numpy as np
 from PIL import Image
 
@@ -41,32 +53,74 @@ class DataConfig:
     tfds_dir: str | None = None
 
 
-def load(config: DataConfig, split: str) -> np.ndarray:
-    """Images of `split` ("train" or "test") as (N, S, S, C) float32 in [0, 1]."""
+class Images:
+    """The images of one split, read on demand.
+
+    len(images); images[i] -> (S, S, C); images[rows] (ints) -> (k, S, S, C) float32;
+    images[a:b] -> an Images of those rows (nothing read); np.asarray(images) reads all.
+    """
+
+    def __init__(self, dataset: grain.MapDataset, rows: np.ndarray, image_shape: tuple):
+        self._dataset, self._rows, self.image_shape = dataset, rows, image_shape
+
+    def __len__(self) -> int:
+        return len(self._rows)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self.image_shape)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return Images(self._dataset, self._rows[index], self.image_shape)
+        rows = self._rows[np.asarray(index)]
+        if rows.ndim == 0:
+            return self._dataset[int(rows)]
+        out = np.empty((len(rows), *self.image_shape), np.float32)
+        for i, r in enumerate(rows):
+            out[i] = self._dataset[int(r)]
+        return out
+
+    def __array__(self, dtype=None, copy=None):
+        x = self[np.arange(len(self))]
+        return x if dtype is None else x.astype(dtype)
+
+
+def source(config: DataConfig, split: str) -> Images:
+    """The images of `split` ("train" or "test"), read on demand."""
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
     name = config.name
-    if name == "mnist":
-        images = _split(_mnist_default(), split)
-    elif name.startswith("tfds:"):
-        return _tfds(name[len("tfds:"):], split, config)
-    elif name.endswith(".npz"):
-        images = _split(_npz(name), split)
-    elif os.path.isdir(name):
-        images = _split(_folder(name, config.image_size), split)
+    if name.startswith("tfds:"):
+        raw, rows = _tfds(name[len("tfds:"):], split, config)
     else:
-        raise ValueError(f"unknown dataset {name!r}: use 'mnist', 'tfds:<name>', a folder of "
-                         "images or an .npz file")
-    return _to_shape(images, config.image_size, config.channels)
+        if name == "mnist":
+            raw = _mnist_default()
+        elif name.endswith(".npz"):
+            raw = _npz(name)
+        elif os.path.isdir(name):
+            raw = _Folder(name, config.image_size)
+        else:
+            raise ValueError(f"unknown dataset {name!r}: use 'mnist', 'tfds:<name>', a folder "
+                             "of images or an .npz file")
+        rows = _split(len(raw), split)
+    fit = functools.partial(_fit, size=config.image_size, channels=config.channels)
+    return Images(grain.MapDataset.source(raw).map(fit), rows,
+                  (config.image_size, config.image_size, config.channels))
 
 
-def _split(images: np.ndarray, split: str) -> np.ndarray:
-    """A fixed, seeded split: shuffle once, the last TEST_FRACTION is the test set."""
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(images))
-    n_test = max(1, int(round(TEST_FRACTION * len(images))))
+def load(config: DataConfig, split: str) -> np.ndarray:
+    """Images of `split` ("train" or "test") as one (N, S, S, C) float32 array in [0, 1]."""
+    return np.asarray(source(config, split))
+
+
+def _split(n: int, split: str) -> np.ndarray:
+    """Rows of a fixed, seeded split: shuffle once, the last TEST_FRACTION is the test set."""
+    order = np.random.default_rng(SPLIT_SEED).permutation(n)
+    n_test = max(1, int(round(TEST_FRACTION * n)))
     # Keep the shuffled order: the first N test images are then a random draw, not the
     # lowest labels of a label-sorted file.
-    return images[order[-n_test:] if split == "test" else order[:-n_test]]
+    return order[-n_test:] if split == "test" else order[:-n_test]
 
 
 def _mnist_default() -> np.ndarray:
@@ -78,34 +132,74 @@ def _mnist_default() -> np.ndarray:
 
 
 def _npz(path: str) -> np.ndarray:
+    """The images array of an .npz: memory-mapped where stored uncompressed."""
     if not os.path.isfile(path):
         raise ValueError(f"no such .npz file: {path}")
-    with np.load(path) as f:
-        key = "images" if "images" in f.files else f.files[0]
-        x = np.asarray(f[key])
+    x = _npz_memmap(path)
+    if x is None:  # compressed: read whole (uint8 stays uint8), a float range checked now
+        with np.load(path) as f:
+            x = np.asarray(f["images" if "images" in f.files else f.files[0]])
+        if x.dtype != np.uint8:
+            x = _as_unit_float(x)
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4:
         raise ValueError(f"{path}: expected images (N, H, W[, C]), got shape {x.shape}")
-    return _as_unit_float(x)
+    return x  # a memmap's range is checked image by image as it is read (_fit)
 
 
-def _folder(path: str, size: int) -> np.ndarray:
-    files = sorted(p for p in Path(path).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise ValueError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {path}")
-    images = []
-    for f in files:
-        with Image.open(f) as im:
+def _npz_memmap(path: str) -> np.ndarray | None:
+    """The array ("images", else the first) of an uncompressed .npz as a read-only memmap.
+
+    An .npz is a zip of .npy files; np.savez stores them uncompressed, so the array's
+    bytes lie in the file as they are, after the member's local zip header and the .npy
+    header. None for a compressed member or an unknown .npy header version.
+    """
+    with zipfile.ZipFile(path) as z:
+        names = z.namelist()
+        info = z.getinfo("images.npy" if "images.npy" in names else names[0])
+    if info.compress_type != zipfile.ZIP_STORED:
+        return None
+    with open(path, "rb") as f:
+        f.seek(info.header_offset + 26)  # the local header's name and extra lengths
+        name_len, extra_len = struct.unpack("<HH", f.read(4))
+        f.seek(name_len + extra_len, os.SEEK_CUR)
+        version = np.lib.format.read_magic(f)
+        read_header = {(1, 0): np.lib.format.read_array_header_1_0,
+                       (2, 0): np.lib.format.read_array_header_2_0}.get(version)
+        if read_header is None:
+            return None
+        shape, fortran, dtype = read_header(f)
+        offset = f.tell()
+    if dtype.hasobject:
+        return None
+    return np.memmap(path, dtype, "r", offset, shape, order="F" if fortran else "C")
+
+
+class _Folder:
+    """Image files of a folder, decoded one at a time: RGB, centre square, size x size."""
+
+    def __init__(self, path: str, size: int):
+        self.files = sorted(p for p in Path(path).iterdir()
+                            if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise ValueError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {path}")
+        self.size = size
+
+    def __len__(self) -> int:
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> np.ndarray:
+        with Image.open(self.files[i]) as im:
             im = im.convert("RGB")
             side = min(im.size)
             left, top = (im.width - side) // 2, (im.height - side) // 2
-            images.append(np.asarray(im.crop((left, top, left + side, top + side))
-                                     .resize((size, size), Image.BICUBIC)))
-    return _as_unit_float(np.stack(images))
+            return np.asarray(im.crop((left, top, left + side, top + side))
+                              .resize((self.size, self.size), Image.BICUBIC))
 
 
-def _tfds(name: str, split: str, config: DataConfig) -> np.ndarray:
+def _tfds(name: str, split: str, config: DataConfig):
+    """(random-access source of (H, W, C) images, rows) of a TFDS split on disk."""
     import tensorflow_datasets as tfds
 
     tfds_split = {"train": "train", "test": "test"}[split]
@@ -118,15 +212,17 @@ def _tfds(name: str, split: str, config: DataConfig) -> np.ndarray:
         raise ValueError(f"TFDS dataset {name!r} (split {tfds_split}) is not available on "
                          f"disk ({reason}); prepare it with `tfds build {name}` "
                          f"(data_dir {config.tfds_dir or 'default'})") from e
-    images = []
-    for i in range(len(source)):
-        im = np.asarray(source[i]["image"])
-        if name == "celeb_a":
-            h, w = im.shape[:2]
-            top, left = (h - CELEBA_CROP) // 2, (w - CELEBA_CROP) // 2
-            im = im[top:top + CELEBA_CROP, left:left + CELEBA_CROP]
-        images.append(_resize(im, config.image_size))
-    return _to_shape(_as_unit_float(np.stack(images)), config.image_size, config.channels)
+    image = functools.partial(_tfds_image, crop=CELEBA_CROP if name == "celeb_a" else None)
+    return grain.MapDataset.source(source).map(image), np.arange(len(source))
+
+
+def _tfds_image(example: dict, crop: int | None) -> np.ndarray:
+    im = np.asarray(example["image"])
+    if crop is not None:
+        h, w = im.shape[:2]
+        top, left = (h - crop) // 2, (w - crop) // 2
+        im = im[top:top + crop, left:left + crop]
+    return im
 
 
 def _as_unit_float(x: np.ndarray) -> np.ndarray:
@@ -150,11 +246,15 @@ def _resize(im: np.ndarray, size: int) -> np.ndarray:
     return out if out.ndim == 3 else out[..., None]
 
 
-def _to_shape(x: np.ndarray, size: int, channels: int) -> np.ndarray:
-    """Resize to size x size and convert to `channels` (1 grey or 3 RGB)."""
-    if x.shape[1] != size or x.shape[2] != size:
-        x = np.stack([_resize(im, size) for im in x])
-        x = _as_unit_float(x)
+def _fit(im: np.ndarray, size: int, channels: int) -> np.ndarray:
+    """One raw image (H, W[, C]), uint8 or float in [0, 1] -> (size, size, channels) float32:
+    resized with Pillow's antialiased bicubic, grey <-> RGB converted."""
+    x = np.asarray(im)
+    if x.ndim == 2:
+        x = x[..., None]
+    if x.shape[0] != size or x.shape[1] != size:
+        x = _resize(x, size)
+    x = _as_unit_float(x)
     if x.shape[-1] == channels:
         return np.ascontiguousarray(x, np.float32)
     if x.shape[-1] == 3 and channels == 1:

@@ -83,9 +83,9 @@ def eval_images(nets: Networks, num_images: int, split: str = "test") -> np.ndar
     """The first `num_images` of a split: "test" to report, "train" to tune lambda & co."""
     if split not in ("test", "train"):
         raise ValueError(f"--split must be 'test' or 'train', got {split!r}")
-    images = data.load(nets.data, split)
+    images = data.source(nets.data, split)
     if num_images < 1:
         raise ValueError(f"num_images must be >= 1, got {num_images}")
     if num_images > len(images):
         raise ValueError(f"num_images {num_images} exceeds the {len(images)} {split} images")
-    return images[:num_images]
+    return np.asarray(images[:num_images])  # reads these images only

@@ -66,3 +66,39 @@ def test_first_test_images_cover_many_digits():
                                                                      strict=True)}
     found = [index[t[2:30, 2:30, 0].reshape(-1).tobytes()] for t in test]
     assert len(set(found)) == 10
+
+
+def test_uncompressed_npz_is_memory_mapped_and_read_image_by_image(tmp_path):
+    rng = np.random.default_rng(1)
+    images = rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "x.npz", labels=np.arange(40), images=images)
+    np.savez_compressed(tmp_path / "z.npz", images=images)
+    assert isinstance(data._npz(str(tmp_path / "x.npz")), np.memmap)
+    rows = data._split(40, "train")
+    for name in ("x.npz", "z.npz"):
+        src = data.source(data.DataConfig(str(tmp_path / name), image_size=8, channels=3),
+                          "train")
+        assert len(src) == 36 and src.shape == (36, 8, 8, 3)
+        np.testing.assert_allclose(src[[5, 0, 5]], images[rows[[5, 0, 5]]] / 255.0, atol=1e-7)
+        np.testing.assert_allclose(src[3:6][1], images[rows[4]] / 255.0, atol=1e-7)
+    bad = rng.uniform(-1, 1, (10, 8, 8, 1)).astype(np.float32)
+    np.savez(tmp_path / "bad.npz", images=bad)
+    src = data.source(data.DataConfig(str(tmp_path / "bad.npz"), image_size=8), "train")
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        src[[0]]
+
+
+def test_a_folder_is_decoded_only_where_a_batch_asks(tmp_path, monkeypatch):
+    rng = np.random.default_rng(2)
+    for i in range(30):
+        Image.fromarray(rng.integers(0, 256, (10, 10, 3), dtype=np.uint8)).save(
+            tmp_path / f"{i:02d}.png")
+    opened = []
+    real_open = data.Image.open
+    monkeypatch.setattr(data.Image, "open", lambda f: opened.append(f) or real_open(f))
+    cfg = data.DataConfig(str(tmp_path), image_size=8, channels=1)
+    src = data.source(cfg, "train")
+    assert len(src) == 27 and opened == []  # listing the folder decodes nothing
+    batch = src[np.array([3, 9])]
+    assert batch.shape == (2, 8, 8, 1) and len(opened) == 2
+    np.testing.assert_array_equal(batch, data.load(cfg, "train")[[3, 9]])

@@ -122,7 +122,7 @@ def train_ae(workdir: str, model: models.AEConfig, cfg: AETrainConfig, name: str
     if parallel.is_primary():
         checkpoint.write_config(workdir, **{name: model, f"{name}_train": cfg})
     step_fn = functools.partial(ae_step, g_params=g_params, began=began, cfg=cfg)
-    return fit(workdir, name, ae_init(model, cfg), step_fn, data.load(data_cfg, "train"), cfg,
+    return fit(workdir, name, ae_init(model, cfg), step_fn, data.source(data_cfg, "train"), cfg,
                ("loss", "fake_mse", "real_mse"))
 
 

@@ -39,7 +39,7 @@ class DivergedError(RuntimeError):
     """Training produced a non-finite loss; the last good checkpoint is kept."""
 
 
-def run_loop(*, name: str, workdir: str, state, step_fn, images: np.ndarray, cfg,
+def run_loop(*, name: str, workdir: str, state, step_fn, images, cfg,
              on_checkpoint, params_of, postfix_keys: tuple[str, ...], start: int,
              monitor=None) -> Any:
     """The shared loop: jitted steps, progress bar, TensorBoard, atomic Orbax checkpoints.
@@ -49,6 +49,7 @@ def run_loop(*, name: str, workdir: str, state, step_fn, images: np.ndarray, cfg
     process loads only its share of every batch. Process 0 alone logs and writes samples.
     `monitor(state, step)`, if given, runs on process 0 every `cfg.monitor_every` steps
     and at the end; the scalars it returns go to TensorBoard and the progress line.
+    `images` (an (N, H, W, C) array or a data.Images) is read one batch at a time.
     """
     from tensorboardX import SummaryWriter
 
@@ -114,7 +115,7 @@ def run_loop(*, name: str, workdir: str, state, step_fn, images: np.ndarray, cfg
     return state
 
 
-def fit(workdir: str, name: str, state: TrainState, step_fn, images: np.ndarray, cfg,
+def fit(workdir: str, name: str, state: TrainState, step_fn, images, cfg,
         postfix_keys: tuple[str, ...]) -> TrainState:
     """Resume `state` from the newest checkpoint `name` of the workdir, then train it to
     `cfg.steps` with `run_loop` (train.ae and train.init)."""

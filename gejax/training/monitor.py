@@ -23,13 +23,14 @@ if TYPE_CHECKING:  # began imports this module
 FLOOR_HISTORY = "began_floor.json"
 
 
-def split_monitor(images: np.ndarray, cfg: BeganTrainConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(training images, held-back images): the last `monitor_images` train images (at
+def split_monitor(images, cfg: BeganTrainConfig) -> tuple:
+    """(training images, held-back images (n, H, W, C) array) of `images` (an array or a
+    data.Images, whose training part stays unread): the last `monitor_images` train images (at
     most a tenth of them, for small data) are never trained on, so the floor measured on
     them is not flattered by memorisation. None are held back with `monitor_steps` 0 or
     under 10 images, and then nothing is monitored."""
     n = min(cfg.monitor_images, len(images) // 10) if cfg.monitor_steps else 0
-    return images[:len(images) - n], images[len(images) - n:]
+    return images[:len(images) - n], np.asarray(images[len(images) - n:])
 
 
 def read_history(workdir: str) -> list[dict]:
