@@ -57,8 +57,10 @@ class Task:
         """(n, H, W, 1): each of n images its own mask, or None where `observed` is None.
 
         evaluate.restore degrades with these: x_dagger = M_i x_i and S_i(x) = M_i x, M_i
-        passed to the solver as each image's `measure_params`. A random mask is drawn per
-        image from split(key, n); a fixed one is repeated.
+        passed to the solver as each image's `measure_params`, and the baselines given them
+        (`baselines(..., masks=)`). A random mask is drawn per image from split(key, n); a
+        fixed one is repeated. (`degrade` keeps one mask for the batch: the recipe the
+        shipped encoders were trained with.)
         """
         return None
 
@@ -66,8 +68,11 @@ class Task:
         """The settings as used on images of `image_shape`, for results.json."""
         return dataclasses.asdict(self)
 
-    def baselines(self, image_shape: tuple[int, ...], key: jax.Array) -> dict[str, Baseline]:
-        """The classical methods: name -> (x_dagger -> x_hat)."""
+    def baselines(self, image_shape: tuple[int, ...], key: jax.Array, masks=None
+                  ) -> dict[str, Baseline]:
+        """The classical methods: name -> (x_dagger -> x_hat), for images degraded with
+        `key` by `degrade`, or, where `masks` (N, H, W, 1) is given, masked image by image
+        with those (`observed_each`)."""
         raise NotImplementedError
 
 
@@ -85,7 +90,7 @@ class Denoise(Task):
     def degrade(self, x, key):
         return operators.gaussian_noise(x, key, sigma=self.sigma)
 
-    def baselines(self, image_shape, key):
+    def baselines(self, image_shape, key, masks=None):
         return {"bm3d": functools.partial(baselines.bm3d_denoise, sigma=self.sigma)}
 
 
@@ -113,7 +118,7 @@ class Deblur(Task):
     def params(self, image_shape):
         return {"blur_sigma": self.sigma_for(image_shape[0])}
 
-    def baselines(self, image_shape, key):
+    def baselines(self, image_shape, key, masks=None):
         sigma = self.sigma_for(image_shape[0])
         size = operators.default_blur_kernel_size(sigma)
         delta = np.zeros((size, size, 1), np.float32)
@@ -153,7 +158,7 @@ class SuperRes(Task):
     def operator(self, image_shape, key):
         return Partial(_down_up(self.factor))
 
-    def baselines(self, image_shape, key):
+    def baselines(self, image_shape, key, masks=None):
         return {"bicubic": _clip}
 
 
@@ -195,8 +200,6 @@ class Inpaint(Task):
         return jax.vmap(lambda k: self.observed(image_shape, k))(jax.random.split(key, n))
 
     def degrade(self, x, key):
-        # One mask for the whole batch, as train.ae --corrupt has always drawn it (the
-        # shipped encoders' recipe); evaluate.restore uses observed_each.
         return operators.apply_mask(x, self.observed(x.shape[-3:], key))
 
     def operator(self, image_shape, key):
@@ -207,12 +210,10 @@ class Inpaint(Task):
             return {"mask": "lines"}
         return {"mask": "block", "block_size": self.size_for(image_shape[0])}
 
-    def baselines(self, image_shape, key):
-        def biharmonic(x_dagger):  # each image with its own mask, as observed_each draws it
-            masks = np.asarray(self.observed_each(len(x_dagger), image_shape, key))
-            return baselines.biharmonic_inpaint(x_dagger, masks)
-
-        return {"biharmonic": biharmonic}
+    def baselines(self, image_shape, key, masks=None):
+        masks = self.observed(image_shape, key) if masks is None else masks
+        return {"biharmonic": functools.partial(baselines.biharmonic_inpaint,
+                                                mask=np.asarray(masks))}
 
 
 # name -> the task with the paper's settings. Inpainting is one task of the paper with

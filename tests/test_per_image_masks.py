@@ -44,6 +44,14 @@ def test_biharmonic_fills_each_image_with_its_own_mask():
     for i in range(3):
         ref = inpaint_biharmonic(x[i] * masks[i], masks[i, ..., 0] == 0, channel_axis=-1)
         np.testing.assert_allclose(out[i], np.clip(ref, 0, 1), atol=1e-6)
-    # The task's baseline draws the same masks from the same key.
-    baseline = tasks.get("inpaint_lines").baselines(SHAPE, jax.random.key(2))["biharmonic"]
-    np.testing.assert_allclose(baseline(x * masks), out)
+    baseline = tasks.get("inpaint_lines").baselines(SHAPE, jax.random.key(2), masks=masks)
+    np.testing.assert_allclose(baseline["biharmonic"](x * masks), out)
+
+
+def test_the_key_alone_gives_the_baseline_the_mask_that_degrade_used():
+    """Task's promise: the same key, the same mask in degrade and baselines (no masks=)."""
+    yy, xx = np.mgrid[0:16, 0:16] / 15.0
+    x = (0.5 + 0.3 * np.sin(2 * yy + xx))[None, ..., None].astype(np.float32)
+    task, key = tasks.get("inpaint_lines"), jax.random.key(3)
+    restored = task.baselines(SHAPE, key)["biharmonic"](np.asarray(task.degrade(x, key)))
+    assert np.abs(restored - x).max() < 0.05

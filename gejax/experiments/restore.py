@@ -96,7 +96,7 @@ def run_restore(nets: workdir.Networks, x: np.ndarray, *, task: tasks.Task | str
         log(report.line(name, results[name], width=21))
 
     record("degraded", x_dagger, 0.0)
-    for name, baseline in task.baselines(shape, k_degrade).items():
+    for name, baseline in task.baselines(shape, k_degrade, masks=mask).items():
         t0 = time.perf_counter()
         x_hat = baseline(x_dagger)
         record(name, x_hat, time.perf_counter() - t0)
