@@ -34,15 +34,16 @@ def dct_dictionary(side: int, atoms: int | None = None) -> np.ndarray:
 
 
 def lasso_dct(y: np.ndarray, a: np.ndarray, image_shape: tuple[int, int, int], *,
-              alpha: float = 0.1, max_iter: int = 2000) -> np.ndarray:
+              alpha: float, max_iter: int = 2000) -> np.ndarray:
     """min_beta ||A Psi beta - y||^2 / (2m) + alpha |beta|_1, x_hat = Psi beta, per channel.
 
     Args:
       y: (N, m) measurements y = A vec(x) with A (m, H*W*C).
       a: (m, H*W*C) the sensing matrix.
       image_shape: (H, W, C); the dictionary acts on each channel's H*W pixels.
-      alpha: the l1 weight (paper: 0.1). A and y are divided by sqrt(m), so that A's columns
-        have unit expected norm and alpha means the same at every m.
+      alpha: the l1 weight. scikit-learn's 1/(2m) and A's N(0, 1) entries make
+        ||A Psi beta||^2 / (2m) ~ |beta|^2 / 2 whatever m, so alpha means the same at every
+        m (the paper's 0.1 belongs to its own scaling).
 
     Returns:
       (N, H, W, C) reconstructions clipped to [0, 1].
@@ -51,16 +52,14 @@ def lasso_dct(y: np.ndarray, a: np.ndarray, image_shape: tuple[int, int, int], *
     if h != w:
         raise ValueError(f"lasso_dct needs square images, got {image_shape}")
     psi = dct_dictionary(h)
-    m = a.shape[0]
-    scale = 1.0 / np.sqrt(m)
     # A vec(x) with x in HWC order: channel ch occupies every c-th entry of vec(x).
-    design = np.concatenate([a[:, ch::c] @ psi for ch in range(c)], axis=1) * scale
+    design = np.concatenate([a[:, ch::c] @ psi for ch in range(c)], axis=1)
     out = np.empty((len(y), h * w * c), np.float32)
     model = Lasso(alpha=alpha, fit_intercept=False, max_iter=max_iter, tol=1e-4)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         for i, yi in enumerate(y):
-            beta = model.fit(design, yi * scale).coef_.reshape(c, -1)
+            beta = model.fit(design, yi).coef_.reshape(c, -1)
             out[i] = np.stack([psi @ beta[ch] for ch in range(c)], axis=-1).reshape(-1)
     return np.clip(out.reshape(len(y), h, w, c), 0, 1)
 
