@@ -144,11 +144,81 @@ def test_ge_measure_with_real_networks(tiny_began, tiny_ae):
     measure = gejax.ge_measure(en, Partial(operators.apply_mask, mask=mask))
     x = jax.random.uniform(key, (3,) + cfg.image_shape)
     y = jax.vmap(measure)(x)
+    # EN(S(x)), with the hole of S zeroed before EN sees it: not EN(x).
+    np.testing.assert_allclose(y, jax.vmap(en)(x * mask), rtol=1e-5, atol=1e-6)
+    assert not np.allclose(y, jax.vmap(en)(x), atol=1e-3)
     out = gejax.reconstruct(g, measure, y, key=key, latent_dim=cfg.latent_dim, steps=20)
     assert out.x_hat.shape == x.shape
     # Adam lowered the objective from the random starts.
     start = gejax.reconstruct(g, measure, y, key=key, latent_dim=cfg.latent_dim, steps=0)
     assert float(out.objective.mean()) < float(start.objective.mean())
+
+
+def _linear(w, x):
+    return w @ x.reshape(-1)
+
+
+def _tiny_generator_np(params, z):
+    """_tiny_generator in NumPy: vec(G(z)) (36,)."""
+    h = np.tanh(np.asarray(params["w1"], np.float64) @ z)
+    return 1 / (1 + np.exp(-np.asarray(params["w2"], np.float64) @ h))
+
+
+@pytest.mark.parametrize("per_image", [False, True])
+def test_ge_objective_by_hand_applies_the_operator(problem, per_image):
+    """GE's objective ||EN(S(G(z))) - y||^2 + lambda ||z||^2 (paper eq. 5) at given z, in
+    NumPy: EN a fixed 5 x 36 matrix, S a mask, fixed (a Partial) or one per image
+    (measure_params). An objective that drops S, or lambda, or squares differently fails."""
+    g, *_ = problem
+    rng = np.random.default_rng(3)
+    w = rng.normal(size=(5, 36)).astype(np.float32)
+    masks = (rng.uniform(size=(3, 6, 6, 1)) > 0.4).astype(np.float32)
+    z = rng.normal(size=(3, 2, LATENT)).astype(np.float32)
+    y = rng.normal(size=(3, 5)).astype(np.float32)
+    en = Partial(_linear, jnp.asarray(w))
+    if per_image:
+        measure, extra = gejax.ge_measure(en, operators.apply_mask), dict(measure_params=masks)
+    else:
+        masks[:] = masks[0]
+        measure = gejax.ge_measure(en, Partial(operators.apply_mask, mask=jnp.asarray(masks[0])))
+        extra = {}
+    out = gejax.reconstruct(g, measure, y, key=jax.random.key(0), latent_dim=LATENT,
+                            num_restarts=2, steps=0, reg=0.3, init=z, **extra)
+    f = np.array([[np.sum((w @ (_tiny_generator_np(g.args[0], z[b, r]) * masks[b].ravel())
+                           - y[b]) ** 2) + 0.3 * np.sum(z[b, r] ** 2) for r in range(2)]
+                  for b in range(3)])
+    np.testing.assert_allclose(out.objective, f, rtol=1e-5)
+    # Without S the objective is another number: the test tells them apart.
+    f_no_s = np.sum((w @ _tiny_generator_np(g.args[0], z[0, 0]) - y[0]) ** 2) \
+        + 0.3 * np.sum(z[0, 0] ** 2)
+    assert abs(f_no_s - f[0, 0]) > 1e-2 * f[0, 0]
+    # The measurement itself, EN(S(x)), on an image that is not G's.
+    x = rng.uniform(size=(6, 6, 1)).astype(np.float32)
+    args = (masks[1],) if per_image else ()
+    np.testing.assert_allclose(measure(x, *args), w @ (x * masks[1]).ravel(), rtol=1e-5,
+                               atol=1e-6)
+
+
+def test_ge_solve_fits_the_transformed_image(problem):
+    """Solving GE with S = mask from y = EN(S(x_true)) finds a z whose S(G(z)) matches
+    S(x_true) through EN: the final objective is near 0, far below that of a solve whose
+    measurement forgets S (EN(G(z)) cannot reach EN(S(x)) for a G with values in (0, 1))."""
+    g, _, _, x_true, _ = problem
+    rng = np.random.default_rng(4)
+    w = jnp.asarray(rng.normal(size=(12, 36)).astype(np.float32))
+    mask = jnp.asarray((rng.uniform(size=(6, 6, 1)) > 0.5).astype(np.float32))
+    en = Partial(_linear, w)
+    y = np.stack([w @ (np.asarray(x) * np.asarray(mask)).ravel() for x in x_true])
+    kw = dict(key=jax.random.key(3), latent_dim=LATENT, num_restarts=3, steps=300,
+              learning_rate=0.05, reg=0.0)
+    with_s = gejax.reconstruct(g, gejax.ge_measure(en, Partial(operators.apply_mask, mask=mask)),
+                               y, **kw)
+    without_s = gejax.reconstruct(g, gejax.ge_measure(en), y, **kw)
+    best, best_without = (np.asarray(o.objective).min(axis=1) for o in (with_s, without_s))
+    assert best.max() < 1e-3 * best_without.min(), (best, best_without)
+    observed = np.asarray(mask, bool)[..., 0]
+    np.testing.assert_allclose(np.asarray(with_s.x_hat)[:, observed],
+                               np.asarray(x_true)[:, observed], atol=2e-2)
 
 
 # Bad input: each raises before XLA sees it, with a message that names the problem.
@@ -186,8 +256,15 @@ def test_bad_input(problem, overrides, error, match):
         _bad(problem, **overrides)
 
 
-def test_legacy_uint32_key_is_accepted(problem):
-    _bad(problem, key=jax.random.PRNGKey(0))
+def test_legacy_uint32_key_is_accepted_and_draws_the_same_starts(problem):
+    """A jax.random.PRNGKey(0) is the typed key(0)'s raw data: the same random starts."""
+    g, measure, y, *_ = problem
+    kw = dict(latent_dim=LATENT, num_restarts=2, steps=0)
+    legacy = gejax.reconstruct(g, measure, y, key=jax.random.PRNGKey(0), **kw)
+    typed = gejax.reconstruct(g, measure, y, key=jax.random.key(0), **kw)
+    np.testing.assert_array_equal(legacy.objective, typed.objective)
+    starts = jax.random.normal(jax.random.key(0), (5, 2, LATENT))
+    np.testing.assert_array_equal(legacy.z, starts[jnp.arange(5), legacy.best_restart])
 
 
 def test_projection_floor_is_the_distance_to_a_linear_generators_range():

@@ -1,4 +1,5 @@
 import dataclasses
+import functools
 import json
 
 import jax
@@ -6,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gejax import checkpoint, data, models, training
+from gejax import checkpoint, data, models, presets, training
 
 MODEL = models.BeganConfig(image_size=8, channels=1, filters=4, latent_dim=3, code_dim=6)
 
@@ -52,16 +53,84 @@ def test_resume_matches_an_uninterrupted_run(tmp_path, npz, capsys):
     assert not np.array_equal(_leaves(resumed.g_ema)[0], _leaves(resumed.g.params)[0])
 
 
-def test_began_step_updates_k_and_reports_convergence_measure():
-    cfg = _cfg(1)
-    state = training.began_init(MODEL, cfg)
-    real = np.random.default_rng(1).uniform(size=(4, 8, 8, 1)).astype(np.float32)
-    new, metrics = jax.jit(lambda s, x, k: training.began_step(s, x, k, model=MODEL, cfg=cfg))(
-        state, real, jax.random.key(0))
-    balance = cfg.gamma * metrics["l_real"] - metrics["l_fake"]
-    np.testing.assert_allclose(new.k, np.clip(cfg.lambda_k * balance, 0, 1), rtol=1e-5)
-    np.testing.assert_allclose(metrics["M"], metrics["l_real"] + abs(balance), rtol=1e-5)
-    assert not np.array_equal(_leaves(new.g.params)[0], _leaves(state.g.params)[0])
+def _l1(a, b):
+    return jnp.mean(jnp.abs(a - b))
+
+
+def _pull_away_np(h):
+    """EBGAN's PT by its definition: mean over ordered pairs i != j of cos^2(h_i, h_j)."""
+    h = np.asarray(h, np.float64)
+    n = len(h)
+    cos2 = [(h[i] @ h[j] / np.linalg.norm(h[i]) / np.linalg.norm(h[j])) ** 2
+            for i in range(n) for j in range(n) if i != j]
+    return float(np.mean(cos2))
+
+
+def _pull_away_jnp(h):
+    u = h / jnp.linalg.norm(h, axis=-1, keepdims=True)
+    c2 = (u @ u.T) ** 2
+    return (jnp.sum(c2) - jnp.trace(c2)) / (h.shape[0] * (h.shape[0] - 1))
+
+
+@pytest.mark.parametrize("lambda_k", [0.1, 100.0])  # 100: k_{t+1} leaves [0, 1] and is clipped
+def test_began_step_by_hand_from_a_nonzero_k(lambda_k):
+    """D's and G's losses, k's update and M recomputed from the networks' outputs.
+
+    k starts at 0.3, so an update that forgets k_t (k = clip(lambda_k * balance)) is caught,
+    and gamma 0.5 so that a balance without gamma is too. The step is the second of the run,
+    so Adam's update follows the gradient's size, not only its sign: the parameters after the
+    step are those of Adam fed the gradients of the losses written here.
+    """
+    preset = presets.tiny()
+    model = preset.model
+    cfg = dataclasses.replace(preset.train, gamma=0.5, lambda_k=lambda_k, pull_away=0.5)
+    step = jax.jit(functools.partial(training.began_step, model=model, cfg=cfg))
+    rng = np.random.default_rng(1)
+    real = rng.uniform(size=(4, 8, 8, 1)).astype(np.float32)
+    state, _ = step(training.began_init(model, cfg), real, jax.random.key(7))
+    state = state.replace(k=jnp.float32(0.3))
+    real = rng.uniform(size=(4, 8, 8, 1)).astype(np.float32)
+    key = jax.random.key(0)
+    new, metrics = step(state, real, key)
+
+    g, d = models.Generator(model), models.Discriminator(model)
+    z = jax.random.normal(key, (4, model.latent_dim))
+    fake = np.asarray(g.apply(state.g.params, z))
+    rec_real = np.asarray(d.apply(state.d.params, real))
+    h_fake, rec_fake = (np.asarray(a) for a in d.apply(state.d.params, fake,
+                                                       method="encode_decode"))
+    l_real = np.mean(np.abs(rec_real - real))
+    l_fake = np.mean(np.abs(rec_fake - fake))
+    pt = _pull_away_np(h_fake)
+    balance = 0.5 * l_real - l_fake
+    k_new = np.clip(0.3 + lambda_k * balance, 0, 1)
+    np.testing.assert_allclose(metrics["l_real"], l_real, rtol=1e-5)
+    np.testing.assert_allclose(metrics["l_fake"], l_fake, rtol=1e-5)
+    np.testing.assert_allclose(metrics["d_loss"], l_real - 0.3 * l_fake, rtol=1e-5)
+    np.testing.assert_allclose(metrics["pull_away"], pt, rtol=1e-4)
+    np.testing.assert_allclose(metrics["g_loss"], l_fake + 0.5 * pt, rtol=1e-5)
+    np.testing.assert_allclose(metrics["M"], l_real + abs(balance), rtol=1e-5)
+    np.testing.assert_allclose(metrics["k"], 0.3)  # the k this step used
+    np.testing.assert_allclose(new.k, k_new, rtol=1e-5, atol=1e-7)
+    if lambda_k > 1:
+        assert float(new.k) in (0.0, 1.0)
+    else:
+        assert 0 < k_new < 1 and abs(k_new - 0.3) > 1e-3  # neither clipped nor unchanged
+
+    def d_loss(d_params):
+        return (_l1(d.apply(d_params, real), real)
+                - 0.3 * _l1(d.apply(d_params, fake), fake))
+
+    def g_loss(g_params):
+        x = g.apply(g_params, z)
+        h, rec = d.apply(state.d.params, x, method="encode_decode")  # D before its update
+        return _l1(rec, x) + 0.5 * _pull_away_jnp(h)
+
+    for net, loss, updated in ((state.d, d_loss, new.d), (state.g, g_loss, new.g)):
+        expected = net.apply_gradients(grads=jax.grad(loss)(net.params))
+        for before, want, got in zip(_leaves(net.params), _leaves(expected.params),
+                                     _leaves(updated.params), strict=True):
+            np.testing.assert_allclose(got - before, want - before, rtol=2e-3, atol=1e-8)
 
 
 def test_pull_away_is_zero_for_orthogonal_codes_and_one_for_equal_codes():
@@ -70,6 +139,14 @@ def test_pull_away_is_zero_for_orthogonal_codes_and_one_for_equal_codes():
     np.testing.assert_allclose(  # pairs at cosine 0, 0.6 and 0.8
         training.pull_away(np.array([[1, 0], [0, 1], [0.6, 0.8]], np.float32)),
         (0.6**2 + 0.8**2) / 3, rtol=1e-5)
+    # Opposite codes are as alike as equal ones (cos^2 = 1); one code has no pair.
+    np.testing.assert_allclose(training.pull_away(np.array([[1, 2], [-2, -4]], np.float32)), 1,
+                               rtol=1e-5)
+    assert float(training.pull_away(np.ones((1, 6), np.float32))) == 0.0
+    codes = np.random.default_rng(0).normal(size=(5, 7)).astype(np.float32)
+    np.testing.assert_allclose(training.pull_away(codes), _pull_away_np(codes), rtol=1e-5)
+    np.testing.assert_allclose(training.pull_away(codes * [[1], [2], [3], [4], [5]]),
+                               _pull_away_np(codes), rtol=1e-5)  # scale-free
 
 
 def test_pull_away_moves_only_the_generator():
@@ -117,9 +194,12 @@ def _ae_step(corrupt="none", corrupt_fraction=0.5, fake_fraction=0.5):
 
 
 @pytest.mark.parametrize("fake_fraction", [0.0, 1.0])
-def test_autoencoder_step_on_only_real_or_only_fake_images_is_finite(fake_fraction):
+def test_autoencoder_step_on_only_real_or_only_fake_images(fake_fraction):
+    """A part with no images reports 0, not the NaN of an empty mean; the other is the loss."""
     _, metrics = _ae_step(fake_fraction=fake_fraction)
-    assert all(np.isfinite(v) for v in metrics.values()), metrics
+    present, empty = ("fake_mse", "real_mse") if fake_fraction else ("real_mse", "fake_mse")
+    assert metrics[empty] == 0.0 and metrics["loss"] > 0, metrics
+    assert metrics[present] == pytest.approx(metrics["loss"], rel=1e-6)
 
 
 def test_corrupted_inputs_change_the_step_and_nothing_else():
@@ -131,6 +211,45 @@ def test_corrupted_inputs_change_the_step_and_nothing_else():
         np.testing.assert_array_equal(a, b)
     _, noisy_metrics = _ae_step("denoise", 1.0)
     assert noisy_metrics["loss"] != plain_metrics["loss"]
+
+
+def test_autoencoder_loss_by_hand_is_against_the_clean_images():
+    """GE1's loss (paper eq. 1) recomputed: the first quarter of the batch is G(z) with z from
+    the step's key, the rest the real images after them; every input is noisy (fraction 1),
+    yet the squared error is taken against the clean images, and split into fake and real."""
+    ae = models.AEConfig(image_size=8, channels=1, depth=2, filters=2, code_dim=6)
+    cfg = training.AETrainConfig(batch_size=8, corrupt="denoise", corrupt_fraction=1.0,
+                                 fake_fraction=0.25)
+    g_params = models.Generator(MODEL).init(jax.random.key(0), jnp.zeros((1, 3)))
+    real = np.random.default_rng(2).uniform(size=(8, 8, 8, 1)).astype(np.float32)
+    key = jax.random.key(2)
+    state = training.ae_init(ae, cfg)
+    new, metrics = training.ae_step(state, real, key, g_params=g_params, began=MODEL, cfg=cfg)
+
+    fake = models.Generator(MODEL).apply(g_params, jax.random.normal(key, (2, 3)))
+    clean = np.concatenate([np.asarray(fake), real[2:]])
+    got_clean, inputs, n_fake = training.mixed_batch(
+        real, g_params, MODEL, cfg, key, *jax.random.split(jax.random.fold_in(key, 1)))
+    assert n_fake == 2
+    np.testing.assert_allclose(got_clean, clean, rtol=1e-6)
+    noise = np.asarray(inputs) - clean  # denoise's sigma 0.4 on every image
+    assert abs(noise.std() - 0.4) < 0.04 and abs(noise.mean()) < 0.04
+
+    net = models.ConvAutoencoder(ae)
+
+    def per_image(params, target):
+        return jnp.mean((net.apply(params, inputs) - target) ** 2, axis=(1, 2, 3))
+
+    err = np.asarray(per_image(state.params, clean))
+    np.testing.assert_allclose(metrics["loss"], err.mean(), rtol=1e-5)
+    np.testing.assert_allclose(metrics["fake_mse"], err[:2].mean(), rtol=1e-5)
+    np.testing.assert_allclose(metrics["real_mse"], err[2:].mean(), rtol=1e-5)
+    against_inputs = float(per_image(state.params, inputs).mean())
+    assert abs(against_inputs - err.mean()) > 0.1 * err.mean()  # the check can tell them apart
+    grads = jax.grad(lambda p: jnp.mean(per_image(p, clean)))(state.params)
+    for a, b in zip(_leaves(new.params), _leaves(state.apply_gradients(grads=grads).params),
+                    strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize("field,value,message", [("corrupt", "colorize", "unknown task"),
