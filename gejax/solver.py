@@ -10,7 +10,6 @@ y (B, ...) and a tuple of per-image arguments of `measure` (leading axis B; empt
 from __future__ import annotations
 
 import functools
-import operator
 from collections.abc import Callable
 from typing import NamedTuple
 
@@ -248,8 +247,7 @@ def solve_scan_tol(generator, measure, y, z, opt_state, reg, tol, *, steps, repo
     return _finish_tracked(generator, measure, y, reg, track, steps_run)
 
 
-@functools.partial(jax.jit, static_argnames=("num_steps",))
-def _chunk_tracked(generator, measure, y, track, reg, *, num_steps):
+def _steps_tracked(generator, measure, y, track, reg, num_steps):
     live = jnp.ones(track.best.shape[:1], bool)
     track, _ = jax.lax.scan(
         lambda t, _: (_tracked_step(generator, measure, y, reg, t, live), None),
@@ -257,15 +255,26 @@ def _chunk_tracked(generator, measure, y, track, reg, *, num_steps):
     return track
 
 
+@functools.partial(jax.jit, static_argnames=("num_steps",))
+def _chunk_tracked(generator, measure, y, track, reg, idx, *, num_steps):
+    """`num_steps` unrolled steps of the rows idx (a bucket of images) of y and track; the
+    other rows are left as they are. Gathering and scattering inside the one program keeps
+    the many small per-leaf ops off the host (each would compile on first use)."""
+    b = track.best.shape[0]
+    rows = jax.tree_util.tree_map(lambda a: a[idx], y)
+    sub = _steps_tracked(generator, measure, rows, _take(track, idx, b), reg, num_steps)
+    return _put(track, sub, idx, b)
+
+
 _finish_tracked_jit = jax.jit(_finish_tracked)
 
 
 def _bucket(n: int, total: int) -> int:
-    """Images to compute for n live ones: total, or a quarter, a sixteenth, ... of it (at
-    least 4), so that a shrinking batch compiles a few shapes, not one per count."""
+    """Images to compute for n live ones: total, or a half, a quarter, ... of it (at least
+    4), so that a shrinking batch compiles a few shapes, not one per count."""
     size = total
-    while size // 4 >= max(n, 4):
-        size //= 4
+    while size // 2 >= max(n, 4):
+        size //= 2
     return size
 
 
@@ -297,14 +306,10 @@ def solve_chunked_tol(generator, measure, y, z, opt_state, reg, tol, *, steps, p
     while done < steps and active.any():
         n = min(CPU_CHUNK, steps - done)
         live = np.flatnonzero(active)
-        if len(live) == b:
-            track = _chunk_tracked(generator, measure, y, track, reg, num_steps=n)
-        else:
-            idx = np.concatenate([live, np.full(_bucket(len(live), b) - len(live), live[-1])])
-            rows = jax.tree_util.tree_map(operator.itemgetter(idx), y)
-            sub = _chunk_tracked(generator, measure, rows, _take(track, idx, b), reg,
-                                 num_steps=n)
-            track = _put(track, sub, idx, b)
+        # Padding repeats a live image: its duplicate rows compute and write the same values.
+        idx = np.concatenate([live, np.full(_bucket(len(live), b) - len(live), live[-1])])
+        track = _chunk_tracked(generator, measure, y, track, reg, jnp.asarray(idx, jnp.int32),
+                               num_steps=n)
         done += n
         steps_run[live] = done
         best = np.asarray(track.best)

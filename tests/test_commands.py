@@ -12,6 +12,7 @@ import pytest
 
 from evaluate import cs, restore
 from gejax import experiments, report
+from gejax.reconstruct import ge_measure
 from gejax.workdir import eval_images, load_networks
 from train import ae, began
 from train import init as train_init
@@ -170,7 +171,15 @@ def test_learned_start_is_trained_and_used_by_ge1_only(workdir, tmp_path):
     methods = json.loads((tmp_path / "results.json").read_text())["methods"]
     assert methods["ge1"]["init"] == "learned"
     assert methods["ga"]["init"] == methods["ge0"]["init"] == "random"
+    assert methods["ge1"]["restarts"] == 2  # --restarts adds random starts to the learned one
     assert "| learned |" in (tmp_path / "results.md").read_text()
+    # Without --restarts, the learned start alone; random starts stay the paper's two.
+    measure = ge_measure(nets.encoders["ge1"])
+    y = np.asarray(jax.vmap(measure)(eval_images(nets, 2)))
+    for init, starts in (("learned", 1), ("random", 2)):
+        _, _, run = experiments.solve(nets, measure, y, experiments.SolverConfig(
+            steps=2, init=init), 1e-3, jax.random.key(0), "GE1", learned=nets.inits["ge1"])
+        assert (run["init"], run["restarts"]) == (init, starts)
 
 
 def test_evaluation_in_batches_equals_one_batch(workdir):

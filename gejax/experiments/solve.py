@@ -31,7 +31,9 @@ class SolverConfig:
     """
 
     steps: int = 500
-    restarts: int = 2
+    restarts: int | None = None
+    """starts per image; None: the paper's 2 random ones, or with --init learned the learned
+    start alone (restarts_for)"""
     learning_rate: float = 0.1
     reg_ge: float = 1e-3
     reg_ga: float = 1.0
@@ -44,11 +46,20 @@ class SolverConfig:
     init: str = "random"
     batch_size: int = 64
 
+    def restarts_for(self, learned: bool) -> int:
+        """Starts per image: `restarts` if given, else the paper's 2 random ones, or 1 from
+        a learned start (on 64 train images a second, random start never beat it, in CS
+        or denoising, and doubled the seconds: docs/speed.md)."""
+        if self.restarts is not None:
+            return self.restarts
+        return 1 if learned else 2
+
 
 def check_solver(solver: SolverConfig) -> None:
     """Refuse solver settings that cannot run, before any work is done."""
     validate.integer(solver.steps, "--steps", 1)
-    validate.integer(solver.restarts, "--restarts", 1)
+    if solver.restarts is not None:
+        validate.integer(solver.restarts, "--restarts", 1)
     validate.number(solver.learning_rate, "--learning_rate", positive=True)
     validate.number(solver.reg_ge, "--reg_ge")
     validate.number(solver.reg_ga, "--reg_ga")
@@ -73,13 +84,14 @@ def solve(nets: Networks, measure, y, solver: SolverConfig, reg: float, key, des
     restart 0 of every image when `solver.init` is "learned". `measure_params` (arrays
     with the leading axis N) are `reconstruct`'s, sliced with y.
 
-    Returns (x_hat (N, H, W, C), seconds, {"init", "steps_run", "spread"}), "spread" the
-    restarts' per-pixel spread (N, H, W, C) (`Reconstruction.spread`).
+    Returns (x_hat (N, H, W, C), seconds, {"init", "restarts", "steps_run", "spread"}),
+    "spread" the restarts' per-pixel spread (N, H, W, C) (`Reconstruction.spread`).
     """
     t0 = time.perf_counter()
     n, size = len(y), solver.batch_size
-    z0 = jax.random.normal(key, (n, solver.restarts, nets.began.latent_dim), jnp.float32)
     use_learned = solver.init == "learned" and learned is not None
+    restarts = solver.restarts_for(use_learned)
+    z0 = jax.random.normal(key, (n, restarts, nets.began.latent_dim), jnp.float32)
     if use_learned:
         z0 = z0.at[:, 0].set(batched(learned, y, size))
     x_hat, steps_run, spread = [], [], []
@@ -88,7 +100,7 @@ def solve(nets: Networks, measure, y, solver: SolverConfig, reg: float, key, des
         for i in range(0, n, size):
             rows = jax.tree_util.tree_map(lambda a, i=i: a[i:i + size], measure_params)
             out = reconstruct(nets.generator, measure, y[i:i + size], key=key,
-                              latent_dim=nets.began.latent_dim, num_restarts=solver.restarts,
+                              latent_dim=nets.began.latent_dim, num_restarts=restarts,
                               steps=solver.steps, learning_rate=solver.learning_rate, reg=reg,
                               init=z0[i:i + size], tol=solver.tol, measure_params=rows,
                               progress=bar.update, mesh=parallel.default_mesh())
@@ -98,7 +110,7 @@ def solve(nets: Networks, measure, y, solver: SolverConfig, reg: float, key, des
             bar.update(solver.steps * (i // size + 1) - bar.n)  # steps an early stop skipped
     steps_run = np.concatenate(steps_run)
     return np.concatenate(x_hat), time.perf_counter() - t0, {
-        "init": "learned" if use_learned else "random",
+        "init": "learned" if use_learned else "random", "restarts": restarts,
         "steps_run": float(steps_run.mean()), "spread": np.concatenate(spread)}
 
 
@@ -113,14 +125,15 @@ def g_floor(nets: Networks, x: np.ndarray, solver: SolverConfig) -> dict:
     t0 = time.perf_counter()
     n, size = len(x), solver.batch_size
     key = jax.random.fold_in(jax.random.key(solver.seed + 1), 8)
-    z0 = jax.random.normal(key, (n, solver.restarts, nets.began.latent_dim), jnp.float32)
+    restarts = solver.restarts_for(learned=False)
+    z0 = jax.random.normal(key, (n, restarts, nets.began.latent_dim), jnp.float32)
     mse = []
     with tqdm(total=solver.steps * -(-n // size), desc="G's floor", unit="step", leave=False,
               disable=not parallel.is_primary()) as bar:
         for i in range(0, n, size):
             mse.append(np.asarray(projection_floor(
                 nets.generator, x[i:i + size], key=key, latent_dim=nets.began.latent_dim,
-                num_restarts=solver.restarts, steps=solver.steps, init=z0[i:i + size],
+                num_restarts=restarts, steps=solver.steps, init=z0[i:i + size],
                 learning_rate=solver.learning_rate, progress=bar.update,
                 mesh=parallel.default_mesh())))
     mse = np.concatenate(mse)
