@@ -239,7 +239,8 @@ def claims(nets, digits):
     measure = ge_measure(encoder, Partial(_any_task_s, down_up))
     y = experiments.batched(encoder, seen, 64)  # EN(x), EN(G(z)), EN(x_dagger): eq. 3, 6
     solved = reconstruct(nets.generator, measure, y, key=jax.random.fold_in(key, 7),
-                         latent_dim=nets.began.latent_dim, num_restarts=CLAIM_SOLVER.restarts,
+                         latent_dim=nets.began.latent_dim,
+                         num_restarts=CLAIM_SOLVER.restarts_for(learned=False),
                          steps=CLAIM_SOLVER.steps, learning_rate=CLAIM_SOLVER.learning_rate,
                          reg=CLAIM_SOLVER.reg_ge, measure_params=(masks, up),
                          mesh=parallel.default_mesh())
