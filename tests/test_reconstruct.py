@@ -69,6 +69,27 @@ def test_chunked_and_scan_agree(problem, monkeypatch, tol):
     np.testing.assert_allclose(a.z, b.z, rtol=1e-4, atol=1e-5)
 
 
+def test_early_stop_compacts_the_batch_and_agrees_with_scan(problem, monkeypatch):
+    """On the CPU path stopped images leave the batch (smaller programs run on the live
+    rows), with the answers of the scan path, which never compacts."""
+    g, measure, *_ = problem
+    y = jax.vmap(measure)(jax.vmap(g)(0.5 * jax.random.normal(jax.random.key(11),
+                                                              (16, LATENT))))
+    kw = dict(key=jax.random.key(4), latent_dim=LATENT, num_restarts=2, steps=253, reg=1e-3,
+              tol=1e-2)
+    rows, chunk = [], solver._chunk_tracked
+    monkeypatch.setattr(solver, "_chunk_tracked",
+                        lambda *a, **k: rows.append(len(a[5])) or chunk(*a, **k))
+    _use_path(monkeypatch, "chunked")
+    a = gejax.reconstruct(g, measure, y, **kw)
+    _use_path(monkeypatch, "scan")
+    b = gejax.reconstruct(g, measure, y, **kw)
+    assert rows[0] == 16 and min(rows) <= 8, rows
+    np.testing.assert_array_equal(a.steps_run, b.steps_run)
+    np.testing.assert_allclose(a.objective, b.objective, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(a.z, b.z, rtol=1e-4, atol=1e-5)
+
+
 def test_returns_argmin_restart_by_objective(problem):
     g, measure, y, *_ = problem
     reg = 1e-2
