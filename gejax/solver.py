@@ -247,14 +247,6 @@ def solve_scan_tol(generator, measure, y, z, opt_state, reg, tol, *, steps, repo
     return _finish_tracked(generator, measure, y, reg, track, steps_run)
 
 
-def _steps_tracked(generator, measure, y, track, reg, num_steps):
-    live = jnp.ones(track.best.shape[:1], bool)
-    track, _ = jax.lax.scan(
-        lambda t, _: (_tracked_step(generator, measure, y, reg, t, live), None),
-        track, None, length=num_steps, unroll=num_steps)
-    return track
-
-
 @functools.partial(jax.jit, static_argnames=("num_steps",))
 def _chunk_tracked(generator, measure, y, track, reg, idx, *, num_steps):
     """`num_steps` unrolled steps of the rows idx (a bucket of images) of y and track; the
@@ -262,7 +254,10 @@ def _chunk_tracked(generator, measure, y, track, reg, idx, *, num_steps):
     the many small per-leaf ops off the host (each would compile on first use)."""
     b = track.best.shape[0]
     rows = jax.tree_util.tree_map(lambda a: a[idx], y)
-    sub = _steps_tracked(generator, measure, rows, _take(track, idx, b), reg, num_steps)
+    live = jnp.ones(idx.shape, bool)
+    sub, _ = jax.lax.scan(
+        lambda t, _: (_tracked_step(generator, measure, rows, reg, t, live), None),
+        _take(track, idx, b), None, length=num_steps, unroll=num_steps)
     return _put(track, sub, idx, b)
 
 
