@@ -173,13 +173,16 @@ def test_learned_start_is_trained_and_used_by_ge1_only(workdir, tmp_path):
     assert methods["ga"]["init"] == methods["ge0"]["init"] == "random"
     assert methods["ge1"]["restarts"] == 2  # --restarts adds random starts to the learned one
     assert "| learned |" in (tmp_path / "results.md").read_text()
-    # Without --restarts, the learned start alone; random starts stay the paper's two.
+    # Without --restarts, the learned start alone; random starts stay the paper's two. The
+    # learned start is the default where there is one, and random is not an error without.
     measure = ge_measure(nets.encoders["ge1"])
     y = np.asarray(jax.vmap(measure)(eval_images(nets, 2)))
-    for init, starts in (("learned", 1), ("random", 2)):
+    for settings, learned, used in (({}, nets.inits["ge1"], ("learned", 1)),
+                                    ({}, None, ("random", 2)),
+                                    ({"init": "random"}, nets.inits["ge1"], ("random", 2))):
         _, _, run = experiments.solve(nets, measure, y, experiments.SolverConfig(
-            steps=2, init=init), 1e-3, jax.random.key(0), "GE1", learned=nets.inits["ge1"])
-        assert (run["init"], run["restarts"]) == (init, starts)
+            steps=2, **settings), 1e-3, jax.random.key(0), "GE1", learned=learned)
+        assert (run["init"], run["restarts"]) == used
 
 
 def test_evaluation_in_batches_equals_one_batch(workdir):

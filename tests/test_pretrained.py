@@ -80,11 +80,12 @@ def test_defaults_are_the_recipe_of_the_shipped_model():
             training.AETrainConfig(steps=steps), name
         assert checkpoint.section(workdir, name, models.AEConfig) == models.AEConfig(
             image_size=32, channels=1, code_dim=code_dim), name
-    # GE1's learned start, as python -m train.init builds it.
-    assert checkpoint.section(workdir, "init_ae_train", amortized.InitTrainConfig) == \
-        amortized.InitTrainConfig()
-    assert checkpoint.section(workdir, "init_ae", amortized.InitConfig) == amortized.InitConfig(
-        code_dim=128, latent_dim=64)
+    # A learned start for each GE1 encoder, as python -m train.init --encoder <name> builds it.
+    for name, code_dim in (("ae", 128), ("ae_m32", 32), ("ae_m64", 64), ("ae_m256", 256)):
+        assert checkpoint.section(workdir, f"init_{name}_train", amortized.InitTrainConfig) \
+            == amortized.InitTrainConfig(), name
+        assert checkpoint.section(workdir, f"init_{name}", amortized.InitConfig) == \
+            amortized.InitConfig(code_dim=code_dim, latent_dim=64), name
 
 
 def test_shipped_generator_is_far_closer_to_test_digits_than_an_untrained_one(nets, digits):
