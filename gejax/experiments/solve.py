@@ -25,7 +25,7 @@ class SolverConfig:
 
     Why GE1's learned start by default: on 32 *train* digits the paper's two random starts
     leave GE1's objective far above what exists (started at G's floor's z, a diagnostic
-    that sees x, it ends 37% lower in CS and 12% in deblurring), and starting at the
+    that sees x, it ends 36% lower in CS and 12% in deblurring), and starting at the
     learned start reaches most of it at half the seconds: CS MSE 0.00495 -> 0.00423
     (floor 0.00364), deblurring 19.33 -> 20.11 dB, denoising 19.35 -> 19.61 dB
     (docs/training.md). `init="random"` is the paper's protocol.
