@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from evaluate import cs, restore
-from gejax import experiments, report
+from gejax import experiments, report, tasks
 from gejax.reconstruct import ge_measure
 from gejax.workdir import eval_images, load_networks
 from train import ae, began
@@ -260,6 +260,21 @@ def test_inpainting_keeps_the_observed_pixels_only_when_asked(workdir, task):
         assert not np.allclose(g_x[observed], x[observed], atol=1e-3)
         np.testing.assert_allclose(kept_x[~observed], g_x[~observed])
     assert kept["biharmonic"]["mse"] == paper["biharmonic"]["mse"]
+
+
+def test_deblur_preconditions_what_ge_encodes_and_nothing_else(workdir):
+    nets = load_networks(str(workdir))
+    x = eval_images(nets, 2)
+    solver = experiments.SolverConfig(steps=2, restarts=1)
+    (plain, plain_images, plain_params), (pre, pre_images, pre_params) = (
+        experiments.run_restore(nets, x, task=tasks.get("deblur", precondition=p),
+                                solver=solver, log=lambda *a: None) for p in (0.0, 1.0))
+    assert (plain_params["precondition"], pre_params["precondition"]) == (0.0, 1.0)
+    np.testing.assert_array_equal(plain_params["degraded_input"], pre_params["degraded_input"])
+    for name in ("degraded", "wiener", "blind_richardson_lucy"):
+        np.testing.assert_array_equal(plain_images[name], pre_images[name])
+    for name in ("ge0", "ge1"):
+        assert not np.allclose(plain_images[name], pre_images[name], atol=1e-4), name
 
 
 def test_task_encoders_stay_out_of_compressed_sensing(workdir):

@@ -63,6 +63,7 @@ def test_select_refuses_what_cannot_be(flags, message):
 @pytest.mark.parametrize("flags,shape,message", [
     ({"task": "denoise", "sigma": -1.0}, SHAPE, "--sigma"),
     ({"task": "deblur", "blur_sigma": 0.0}, SHAPE, "--blur_sigma"),
+    ({"task": "deblur", "precondition": 1.5}, SHAPE, "--precondition must be in"),
     ({"task": "superres", "factor": 3}, (32, 32, 1), "--factor 3 must divide"),
     ({"task": "inpaint", "block_size": 17}, SHAPE, "--block_size must be in"),
 ])
@@ -78,6 +79,20 @@ def test_settings_reach_the_degradation():
     assert tasks.select("superres", factor=2).params(SHAPE) == {"factor": 2}
     hole = tasks.select("inpaint", block_size=4).observed(SHAPE, key)
     assert int((np.asarray(hole) == 0).sum()) == 16
+
+
+@pytest.mark.parametrize("name", tasks.NAMES)
+def test_ge_encodes_x_dagger_itself_except_where_deblur_preconditions_it(name):
+    x_dagger = np.asarray(tasks.get(name).degrade(_images(), jax.random.key(1)))
+    if name != "deblur":
+        np.testing.assert_array_equal(tasks.get(name).ge_input(x_dagger), x_dagger)
+        return
+    blind = tasks.get(name).baselines(SHAPE, jax.random.key(1))["blind_richardson_lucy"]
+    deconvolved = blind(x_dagger)
+    assert np.abs(deconvolved - x_dagger).mean() > 1e-2
+    for p in (0.0, 0.5, 1.0):  # p of the way from x_dagger to blind Richardson-Lucy's answer
+        np.testing.assert_allclose(tasks.select(name, precondition=p).ge_input(x_dagger),
+                                   x_dagger + p * (deconvolved - x_dagger), atol=1e-6)
 
 
 def test_degrade_any_gives_each_image_one_task_and_uses_them_all():

@@ -37,6 +37,9 @@ class RestoreRun:
     """denoise: noise std on [0, 1] pixels; None: the paper's 0.4"""
     blur_sigma: float | None = None
     """deblur: blur std in pixels; None: 1.5 at 32x32, scaled with the side"""
+    precondition: float | None = None
+    """deblur: GE encodes x_dagger + p (blind Richardson-Lucy(x_dagger) - x_dagger); None:
+    0.5, chosen on train; 0: x_dagger, the paper's"""
     factor: int | None = None
     """superres: down-sampling factor, a divisor of the side; None: 4"""
     block_size: int | None = None
@@ -100,13 +103,14 @@ def run_restore(nets: workdir.Networks, x: np.ndarray, *, task: tasks.Task | str
         t0 = time.perf_counter()
         x_hat = baseline(x_dagger)
         record(name, x_hat, time.perf_counter() - t0)
+    x_in = task.ge_input(x_dagger)  # x_dagger itself, or preconditioned (deblur)
     ge = {"ge0": nets.encoders.get("ge0"), "ge1": nets.encoders.get("ge1")}
     task_ae, ge["ge1_task"] = nets.task_encoders.get(task.name, (None, None))
     for name, encoder in ge.items():
         if encoder is None:
             continue
         measure = ge_measure(encoder, s)
-        y = batched(encoder, x_dagger, solver.batch_size)  # EN(x_dagger), paper eq. 6
+        y = batched(encoder, x_in, solver.batch_size)  # EN(x_dagger), paper eq. 6
         x_hat, seconds, run = solve(nets, measure, y, solver, solver.reg_ge, k_solve,
                                     name.upper(), learned=nets.inits.get(name),
                                     measure_params=s_params)
@@ -121,7 +125,8 @@ def run_restore(nets: workdir.Networks, x: np.ndarray, *, task: tasks.Task | str
 def evaluate(run: RestoreRun) -> None:
     """`python -m evaluate.restore`: results.json, results.md and the figure into run.out."""
     task = tasks.select(run.task, mask=run.mask, sigma=run.sigma, blur_sigma=run.blur_sigma,
-                        factor=run.factor, block_size=run.block_size)
+                        precondition=run.precondition, factor=run.factor,
+                        block_size=run.block_size)
     where = run.workdir or workdir.default_workdir()
     solver = run.solver if run.reg is None else dataclasses.replace(run.solver, reg_ge=run.reg)
     check_solver(solver)
