@@ -182,7 +182,12 @@ def test_learned_start_is_trained_and_used_by_ge1_only(workdir, tmp_path):
                                     ({"init": "random"}, nets.inits["ge1"], ("random", 2))):
         _, _, run = experiments.solve(nets, measure, y, experiments.SolverConfig(
             steps=2, **settings), 1e-3, jax.random.key(0), "GE1", learned=learned)
-        assert (run["init"], run["restarts"]) == used
+        assert (run["init"], run["restarts"], run["steps"]) == (*used, 2)
+    # Without --steps: the paper's 500 per random start, and its 2 x 500 restart-steps in
+    # one run for a learned start alone.
+    default = experiments.SolverConfig()
+    assert (default.steps_for(learned=True), default.steps_for(learned=False)) == (1000, 500)
+    assert experiments.SolverConfig(restarts=2).steps_for(learned=True) == 500
 
 
 def test_evaluation_in_batches_equals_one_batch(workdir):
