@@ -68,9 +68,9 @@ class SolverConfig:
 
     def steps_for(self, learned: bool) -> int:
         """Adam steps per start: `steps` if given, else the paper's 500, or 1,000 from a
-        learned start alone. On 64 train images the 1,000 steps lowered GE1's CS MSE by 7.5%
-        (0.00373 -> 0.00345) and moved restoration by -0.14 to +0.07 dB (docs/training.md);
-        a random start's first 500 steps were the paper's."""
+        learned start alone. On train images the 1,000 steps lowered GE1's CS MSE by 7.5%
+        (64 digits: 0.00373 -> 0.00345) and moved restoration by -0.14 to +0.07 dB (32 per
+        task; docs/training.md). Random starts, and G's floor, keep the paper's 500."""
         if self.steps is not None:
             return self.steps
         return 1000 if learned and self.restarts_for(learned) == 1 else 500
