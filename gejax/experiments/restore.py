@@ -110,7 +110,7 @@ def run_restore(nets: workdir.Networks, x: np.ndarray, *, task: tasks.Task | str
         if encoder is None:
             continue
         measure = ge_measure(encoder, s)
-        y = batched(encoder, x_in, solver.batch_size)  # EN(x_dagger), paper eq. 6
+        y = batched(encoder, x_in, solver.batch_size)  # EN(x_dagger), eq. 6 (preconditioned)
         x_hat, seconds, run = solve(nets, measure, y, solver, solver.reg_ge, k_solve,
                                     name.upper(), learned=nets.inits.get(name),
                                     measure_params=s_params)
