@@ -17,8 +17,8 @@ the whole solve is one program with lax.scan over the steps. The choice is inter
 both paths give the same numbers and report progress.
 
 With `tol > 0` an image stops once its objective has stopped falling (see
-`reconstruct`); on the CPU path the stopped images leave the batch, so an early stop
-saves the time of the steps it skips.
+`reconstruct`); on the CPU path a few images run at a time and the next starts when
+one stops, so an early stop saves the time of the steps it skips.
 """
 
 from __future__ import annotations
@@ -175,7 +175,8 @@ def reconstruct(generator: Callable, measure: Callable, y: jax.typing.ArrayLike,
         level, ...). One program serves the whole batch, as if measure were called once
         per image.
       progress: optional callback given the number of steps just done (not called under
-        the caller's own jit).
+        the caller's own jit). With `tol` on CPU, where images run a few at a time, steps
+        count as the batch's image-steps / B: they add up to `steps` if no image stops.
       mesh: split the images over this device mesh (`gejax.parallel.batch_mesh()`; axis
         "batch"), parameters replicated. Same result as one device. With several hosts
         every process passes the same y and key; outputs are global arrays

@@ -170,13 +170,22 @@ def solve_chunked(generator, measure, y, z, opt_state, reg, *, steps, chunk=CPU_
 # Early stopping (tol > 0), per image. Each restart remembers the best z it has visited;
 # every CPU_CHUNK steps an image whose best objective over its restarts fell by no more
 # than tol x its value CPU_CHUNK steps earlier stops, and each restart keeps its best z.
+# Every image has its own Adam state, step count included, so that on the CPU path an
+# image can start when another stops and still be solved as if it ran alone.
+
+# Rows (images x restarts) the CPU early-stop path computes at a time. Measured on the
+# embedded default (2-core CPU, docs/speed.md): a row-step costs about the same from 4 to
+# 64 rows (0.55-0.8 ms), so a small fixed width wastes little on the last images and
+# compiles one program, where each program costs seconds to compile or load.
+CPU_SLOT_ROWS = 16
 
 
 class _Track(NamedTuple):
-    """A solve that can stop early: z, Adam's state, and the best z each restart visited."""
+    """A solve that can stop early: z, Adam's state, and the best z each restart visited.
+    Every leaf has the leading image axis B."""
 
     z: jax.Array  # (B, R, L)
-    opt_state: optax.OptState
+    opt_state: optax.OptState  # per image: count (B,), learning rate (B,), moments (B, R, L)
     best_z: jax.Array  # (B, R, L)
     best: jax.Array  # (B, R) objective of best_z; +inf before the first step
 
@@ -191,26 +200,31 @@ def _tracked_step(generator, measure, y, reg, track: _Track, live) -> _Track:
     better = objective < track.best
     best_z = jnp.where(better[..., None], track.z, track.best_z)
     best = jnp.where(better, objective, track.best)
-    updates, state = _optimizer().update(grad, track.opt_state)
-    keep = live[:, None, None]
+    updates, state = jax.vmap(_optimizer().update)(grad, track.opt_state)
+    z = optax.apply_updates(track.z, updates)
 
-    def masked(new, old):  # Adam's moments are per restart; its step count is shared
-        return jnp.where(keep, new, old) if new.shape == track.z.shape else new
+    def keep(new, old):
+        return jnp.where(live.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
 
-    z = jnp.where(keep, optax.apply_updates(track.z, updates), track.z)
-    state = jax.tree_util.tree_map(masked, state, track.opt_state)
-    return _Track(z, state, best_z, best)
+    return _Track(keep(z, track.z), jax.tree_util.tree_map(keep, state, track.opt_state),
+                  best_z, best)
 
 
-def _stalled(before, best, tol):
+def _stalled(before, best, tol, xp=jnp):
     """Images (B,) whose best objective `best` (B, R), the lowest over restarts, fell by
-    <= tol x `before` (B,), its value one window earlier."""
+    <= tol x `before` (B,), its value one window earlier. `xp`: jax.numpy in a program,
+    NumPy on the host (where jnp would compile its ops anew for every number of images)."""
     now = best.min(axis=1)
-    return jnp.isfinite(before) & (before - now <= tol * jnp.abs(before))
+    return xp.isfinite(before) & (before - now <= tol * xp.abs(before))
 
 
 def _track_start(z, opt_state):
-    return _Track(z, opt_state, z, jnp.full(z.shape[:2], jnp.inf, jnp.float32))
+    """The shared scalars of `init`'s Adam state (step count, learning rate) become one per
+    image; the moments already are."""
+    b = z.shape[0]
+    per_image = jax.tree_util.tree_map(
+        lambda a: jnp.broadcast_to(a, (b,) + a.shape) if a.ndim == 0 else a, opt_state)
+    return _Track(z, per_image, z, jnp.full(z.shape[:2], jnp.inf, jnp.float32))
 
 
 def _finish_tracked(generator, measure, y, reg, track: _Track, steps_run):
@@ -247,69 +261,60 @@ def solve_scan_tol(generator, measure, y, z, opt_state, reg, tol, *, steps, repo
     return _finish_tracked(generator, measure, y, reg, track, steps_run)
 
 
-@functools.partial(jax.jit, static_argnames=("num_steps",))
-def _chunk_tracked(generator, measure, y, track, reg, idx, *, num_steps):
-    """`num_steps` unrolled steps of the rows idx (a bucket of images) of y and track; the
-    other rows are left as they are. Gathering and scattering inside the one program keeps
-    the many small per-leaf ops off the host (each would compile on first use)."""
-    b = track.best.shape[0]
+@jax.jit
+def _chunk_tracked(generator, measure, y, track, reg, idx, left):
+    """Up to CPU_CHUNK unrolled steps of the rows idx (W,) of y and track, row i running
+    left[i] of them; the other rows are left as they are. Gathering and scattering inside
+    the one program keeps the many small per-leaf ops off the host (each would compile on
+    first use)."""
     rows = jax.tree_util.tree_map(lambda a: a[idx], y)
-    live = jnp.ones(idx.shape, bool)
+    # Fully unrolled, so no while loop on XLA:CPU, yet the step is traced once.
     sub, _ = jax.lax.scan(
-        lambda t, _: (_tracked_step(generator, measure, rows, reg, t, live), None),
-        _take(track, idx, b), None, length=num_steps, unroll=num_steps)
-    return _put(track, sub, idx, b)
+        lambda t, i: (_tracked_step(generator, measure, rows, reg, t, i < left), None),
+        jax.tree_util.tree_map(lambda a: a[idx], track), jnp.arange(CPU_CHUNK),
+        unroll=CPU_CHUNK)
+    return jax.tree_util.tree_map(lambda a, s: a.at[idx].set(s), track, sub)
 
 
 _finish_tracked_jit = jax.jit(_finish_tracked)
 
 
-def _bucket(n: int, total: int) -> int:
-    """Images to compute for n live ones: total, or a half, a quarter, ... of it (at least
-    4), so that a shrinking batch compiles a few shapes, not one per count."""
-    size = total
-    while size // 2 >= max(n, 4):
-        size //= 2
-    return size
-
-
-def _take(track: _Track, idx, b: int) -> _Track:
-    """The rows idx of every per-image leaf (leading axis b); shared leaves as they are."""
-    return jax.tree_util.tree_map(lambda a: a[idx] if a.ndim and a.shape[0] == b else a, track)
-
-
-def _put(track: _Track, sub: _Track, idx, b: int) -> _Track:
-    """`track` with its rows idx replaced by `sub`'s; shared leaves (Adam's count) from sub."""
-    return jax.tree_util.tree_map(
-        lambda a, s: a.at[idx].set(s) if a.ndim and a.shape[0] == b else s, track, sub)
-
-
 def solve_chunked_tol(generator, measure, y, z, opt_state, reg, tol, *, steps, progress=None):
-    """The CPU path with early stopping: every window runs only the images still going.
+    """The CPU path with early stopping: a fixed number of slots, each image in one until
+    it stops, then the next waiting image takes its place.
 
-    After each window the stopped images drop out of the batch (padded to a few fixed
-    sizes by repeating a live one), so a solve costs what its live images need, not
-    B x R x steps.
+    Every window runs CPU_CHUNK steps (fewer where an image reaches `steps`) of the first
+    W images still going, W = CPU_SLOT_ROWS // R (at least 1, at most B), so a solve costs
+    what its images' own steps need, in one compiled program, whatever B. Since every image
+    has its own Adam state, when it runs changes no number (tested against the scan path,
+    which steps all images together).
+
+    `progress` gets the batch's finished steps, counted as image-steps / B (rounded down
+    as they accrue), so that they add up to `steps` when no image stops early.
     """
-    b = z.shape[0]
-    track = _track_start(z, opt_state)
-    active = np.ones(b, bool)
+    b, r = z.shape[:2]
+    width = min(b, max(1, CPU_SLOT_ROWS // r))
+    # Committed where z is, as the chunk's outputs are: the second window would otherwise
+    # find uncommitted inputs changed to committed ones and compile the chunk again.
+    track = jax.device_put(_track_start(z, opt_state), z.sharding)
+    active = np.full(b, steps > 0)
     before = np.full(b, np.inf, np.float32)
     steps_run = np.zeros(b, np.int32)
-    done = 0
+    reported = 0
 
-    while done < steps and active.any():
-        n = min(CPU_CHUNK, steps - done)
-        live = np.flatnonzero(active)
+    while active.any():
+        live = np.flatnonzero(active)[:width]
         # Padding repeats a live image: its duplicate rows compute and write the same values.
-        idx = np.concatenate([live, np.full(_bucket(len(live), b) - len(live), live[-1])])
+        idx = np.concatenate([live, np.full(width - len(live), live[-1])])
+        left = np.minimum(CPU_CHUNK, steps - steps_run[idx])
         track = _chunk_tracked(generator, measure, y, track, reg, jnp.asarray(idx, jnp.int32),
-                               num_steps=n)
-        done += n
-        steps_run[live] = done
-        best = np.asarray(track.best)
-        active &= ~np.asarray(_stalled(before, best, tol))
-        before = best.min(axis=1)
-        if progress is not None:
-            progress(n)
+                               jnp.asarray(left, jnp.int32))
+        steps_run[live] += left[:len(live)]
+        now = np.asarray(track.best)[live]
+        stopped = _stalled(before[live], now, tol, np) | (steps_run[live] >= steps)
+        active[live] = ~stopped
+        before[live] = now.min(axis=1)
+        if progress is not None and steps_run.sum() // b > reported:
+            progress(int(steps_run.sum() // b - reported))
+            reported = int(steps_run.sum() // b)
     return _finish_tracked_jit(generator, measure, y, reg, track, jnp.asarray(steps_run))

@@ -11,6 +11,7 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.tree_util import Partial
 from tqdm import tqdm
 
 from gejax import parallel, validate
@@ -92,9 +93,16 @@ def check_solver(solver: SolverConfig) -> None:
 
 
 def batched(fn: Callable, x, batch_size: int):
-    """jax.vmap(fn) over the leading axis of x, `batch_size` rows at a time, as NumPy."""
-    return np.concatenate([np.asarray(jax.vmap(fn)(jnp.asarray(x[i:i + batch_size])))
+    """jax.vmap(fn) over the leading axis of x, `batch_size` rows at a time, as NumPy.
+    Jitted: run op by op, each of fn's operations would compile on its first use."""
+    fn = fn if isinstance(fn, Partial) else Partial(fn)
+    return np.concatenate([np.asarray(_vmapped(fn, jnp.asarray(x[i:i + batch_size])))
                            for i in range(0, len(x), batch_size)])
+
+
+@jax.jit
+def _vmapped(fn: Partial, x):
+    return jax.vmap(fn)(x)  # fn's arrays are inputs of the program, not its constants
 
 
 def solve(nets: Networks, measure, y, solver: SolverConfig, reg: float, key, desc: str,
