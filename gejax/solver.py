@@ -156,6 +156,9 @@ def _chunk(generator, measure, y, z, opt_state, reg, *, num_steps):
 
 def solve_chunked(generator, measure, y, z, opt_state, reg, *, steps, chunk=CPU_CHUNK,
                    progress=None):
+    # Committed where z is, as the chunk's outputs are: the second chunk would otherwise
+    # find its inputs changed from uncommitted to committed and compile again.
+    z, opt_state = jax.device_put((z, opt_state), z.sharding)
     done = 0
     while done < steps:
         n = min(chunk, steps - done)
@@ -294,8 +297,7 @@ def solve_chunked_tol(generator, measure, y, z, opt_state, reg, tol, *, steps, p
     """
     b, r = z.shape[:2]
     width = min(b, max(1, CPU_SLOT_ROWS // r))
-    # Committed where z is, as the chunk's outputs are: the second window would otherwise
-    # find uncommitted inputs changed to committed ones and compile the chunk again.
+    # Committed, as in solve_chunked.
     track = jax.device_put(_track_start(z, opt_state), z.sharding)
     active = np.full(b, steps > 0)
     before = np.full(b, np.inf, np.float32)
