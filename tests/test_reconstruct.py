@@ -159,6 +159,21 @@ def test_second_call_does_not_recompile(problem, monkeypatch):
     assert [f._cache_size() for f in jitted] == sizes
 
 
+def test_one_solve_compiles_each_chunk_once(problem, monkeypatch):
+    """The CPU paths compile one program per chunk length (tol = 0: 10 and the rest) and one
+    for the early stop's slots, however many windows run: the first chunk's inputs are
+    committed as the later ones are (else the second chunk compiles again)."""
+    g, measure, y, *_ = problem
+    _use_path(monkeypatch, "chunked")
+    for f in (solver._chunk, solver._chunk_tracked):
+        f.clear_cache()
+    gejax.reconstruct(g, measure, y, key=jax.random.key(0), latent_dim=LATENT, steps=35)
+    gejax.reconstruct(g, measure, y, key=jax.random.key(0), latent_dim=LATENT, steps=200,
+                      tol=1e-3)
+    assert solver._chunk._cache_size() == 2  # 10 steps, 5 steps
+    assert solver._chunk_tracked._cache_size() == 1
+
+
 def test_ge_measure_with_real_networks(tiny_began, tiny_ae):
     key = jax.random.key(0)
     cfg = tiny_began
