@@ -154,11 +154,17 @@ def _chunk(generator, measure, y, z, opt_state, reg, *, num_steps):
     return _steps(generator, measure, y, z, opt_state, reg, num_steps, unroll=num_steps)
 
 
+def _committed(tree):
+    """`tree` committed to its one device, as a jitted chunk's outputs are: the second chunk
+    would otherwise find its inputs changed from uncommitted to committed and compile
+    again. On several devices as it is (`reconstruct`'s mesh placed what it splits)."""
+    devices = set().union(*(a.sharding.device_set for a in jax.tree_util.tree_leaves(tree)))
+    return jax.device_put(tree, devices.pop()) if len(devices) == 1 else tree
+
+
 def solve_chunked(generator, measure, y, z, opt_state, reg, *, steps, chunk=CPU_CHUNK,
                    progress=None):
-    # Committed where z is, as the chunk's outputs are: the second chunk would otherwise
-    # find its inputs changed from uncommitted to committed and compile again.
-    z, opt_state = jax.device_put((z, opt_state), z.sharding)
+    z, opt_state = _committed((z, opt_state))
     done = 0
     while done < steps:
         n = min(chunk, steps - done)
@@ -297,8 +303,7 @@ def solve_chunked_tol(generator, measure, y, z, opt_state, reg, tol, *, steps, p
     """
     b, r = z.shape[:2]
     width = min(b, max(1, CPU_SLOT_ROWS // r))
-    # Committed, as in solve_chunked.
-    track = jax.device_put(_track_start(z, opt_state), z.sharding)
+    track = _committed(_track_start(z, opt_state))
     active = np.full(b, steps > 0)
     before = np.full(b, np.inf, np.float32)
     steps_run = np.zeros(b, np.int32)
