@@ -3,7 +3,7 @@
 # paper's protocol, in CS (m = 128) and denoising, each command twice, one process each,
 # in the order learned / paper / learned / paper, from an empty compilation cache (so the
 # first run of each compiles and the second loads). Prints quality, the `seconds` of GE1
-# in results.json and the ratios, cold and warm. About 15 minutes on 2 CPU cores.
+# in results.json and the ratios, cold and warm. About 17 minutes on 2 CPU cores.
 #
 #     bash benchmarks/time_to_answer.sh [tol]      # tol: default 3e-2
 set -euo pipefail
