@@ -105,6 +105,10 @@ class Command:
             # Compiled XLA programs persist between runs (JAX's own cache): on CPU the
             # solver's programs take seconds to compile, as long as many of its steps.
             jax.config.update("jax_compilation_cache_dir", str(CACHE))
+            # Also those under JAX's default 1 s (the starts, the final pick, small ops),
+            # which every process otherwise compiles anew: on a warm cache denoising's
+            # learned solve took 3.7 s with them kept, 5.0 s without (docs/speed.md).
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         try:
             self.call(argv)
         except (ValueError, OSError, DivergedError) as e:
