@@ -321,7 +321,8 @@ def solve_chunked_tol(generator, measure, y, z, opt_state, reg, tol, *, steps, p
         stopped = _stalled(before[live], now, tol, np) | (steps_run[live] >= steps)
         active[live] = ~stopped
         before[live] = now.min(axis=1)
-        if progress is not None and steps_run.sum() // b > reported:
-            progress(int(steps_run.sum() // b - reported))
-            reported = int(steps_run.sum() // b)
+        finished = int(steps_run.sum()) // b
+        if progress is not None and finished > reported:
+            progress(finished - reported)
+            reported = finished
     return _finish_tracked_jit(generator, measure, y, reg, track, jnp.asarray(steps_run))

@@ -15,7 +15,7 @@ from jax.tree_util import Partial
 from tqdm import tqdm
 
 from gejax import parallel, validate
-from gejax.reconstruct import projection_floor, reconstruct
+from gejax.reconstruct import _as_partial, projection_floor, reconstruct
 from gejax.workdir import Networks
 
 
@@ -95,8 +95,7 @@ def check_solver(solver: SolverConfig) -> None:
 def batched(fn: Callable, x, batch_size: int):
     """jax.vmap(fn) over the leading axis of x, `batch_size` rows at a time, as NumPy.
     Jitted: run op by op, each of fn's operations would compile on its first use."""
-    fn = fn if isinstance(fn, Partial) else Partial(fn)
-    return np.concatenate([np.asarray(_vmapped(fn, jnp.asarray(x[i:i + batch_size])))
+    return np.concatenate([np.asarray(_vmapped(_as_partial(fn), jnp.asarray(x[i:i + batch_size])))
                            for i in range(0, len(x), batch_size)])
 
 
