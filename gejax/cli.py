@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -105,9 +106,9 @@ class Command:
             # Compiled XLA programs persist between runs (JAX's own cache): on CPU the
             # solver's programs take seconds to compile, as long as many of its steps.
             jax.config.update("jax_compilation_cache_dir", str(CACHE))
+        if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
             # Also those under JAX's default 1 s (the starts, the final pick, small ops),
-            # which every process otherwise compiles anew: on a warm cache denoising's
-            # learned solve took 3.7 s with them kept, 5.0 s without (docs/speed.md).
+            # which every process otherwise compiles anew, wherever the cache is.
             jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
         try:
             self.call(argv)

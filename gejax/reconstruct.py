@@ -164,7 +164,7 @@ def reconstruct(generator: Callable, measure: Callable, y: jax.typing.ArrayLike,
         the first K restarts of each image start there (e.g. from a learned network), the
         others at the same random draws as without `init`.
       tol: per-image early stop. Every 10 steps, an image compares the lowest objective
-        any of its restarts has reached with the lowest they had reached 10 steps before;
+        any of its restarts has reached with the lowest they had reached 20 steps before;
         if it fell by no more than tol x that earlier value, the image stops (all its
         restarts). Each restart returns the best z it visited, so an image's objective
         never rises after its stop, and the solve ends when every image has stopped or

@@ -147,6 +147,7 @@ def solve_scan(generator, measure, y, z, opt_state, reg, *, steps, report=False)
 
 init_jit = jax.jit(init, static_argnames=("latent_dim", "num_restarts"))
 _finish_jit = jax.jit(_finish)
+_objectives_jit = jax.jit(_objectives)
 
 
 @functools.partial(jax.jit, static_argnames=("num_steps",), donate_argnums=(3, 4))
@@ -178,7 +179,7 @@ def solve_chunked(generator, measure, y, z, opt_state, reg, *, steps, chunk=CPU_
 
 # Early stopping (tol > 0), per image. Each restart remembers the best z it has visited;
 # every CPU_CHUNK steps an image whose best objective over its restarts fell by no more
-# than tol x its value CPU_CHUNK steps earlier stops, and each restart keeps its best z.
+# than tol x its value STALL_WINDOWS windows earlier stops, and each restart keeps its best z.
 # Every image has its own Adam state, step count included, so that on the CPU path an
 # image can start when another stops and still be solved as if it ran alone.
 
@@ -187,6 +188,13 @@ def solve_chunked(generator, measure, y, z, opt_state, reg, *, steps, chunk=CPU_
 # 64 rows (0.55-0.8 ms), so a small fixed width wastes little on the last images and
 # compiles one program, where each program costs seconds to compile or load.
 CPU_SLOT_ROWS = 16
+
+# Windows of CPU_CHUNK steps over which an image must fall by more than tol to go on. One
+# window (10 steps) stopped images in Adam's first kick away from a learned start, or on a
+# short plateau: on 4 x 64 *train* digits (CS, m = 128, GE1 from its learned start) the
+# worst group of 64 ended 9.3% above the paper's MSE at tol 0.03 (134 steps), with two
+# windows 4.8% at tol 0.0575 (152 steps), with three 4.6% at 0.09 (155): docs/speed.md.
+STALL_WINDOWS = 2
 
 
 class _Track(NamedTuple):
@@ -221,10 +229,17 @@ def _tracked_step(generator, measure, y, reg, track: _Track, live) -> _Track:
 
 def _stalled(before, best, tol, xp=jnp):
     """Images (B,) whose best objective `best` (B, R), the lowest over restarts, fell by
-    <= tol x `before` (B,), its value one window earlier. `xp`: jax.numpy in a program,
-    NumPy on the host (where jnp would compile its ops anew for every number of images)."""
-    now = best.min(axis=1)
-    return xp.isfinite(before) & (before - now <= tol * xp.abs(before))
+    <= tol x `before[:, 0]`, its value STALL_WINDOWS windows earlier; `before` (B,
+    STALL_WINDOWS) holds the last windows' values, oldest first (+inf until there are
+    enough). `xp`: jax.numpy in a program, NumPy on the host (where jnp would compile its
+    ops anew for every number of images)."""
+    now, then = best.min(axis=1), before[:, 0]
+    return xp.isfinite(then) & (then - now <= tol * xp.abs(then))
+
+
+def _shifted(before, best, xp=jnp):
+    """`before` (B, STALL_WINDOWS) after a window that reached `best` (B, R)."""
+    return xp.concatenate([before[:, 1:], best.min(axis=1)[:, None]], axis=1)
 
 
 def _track_start(z, opt_state):
@@ -260,10 +275,11 @@ def solve_scan_tol(generator, measure, y, z, opt_state, reg, tol, *, steps, repo
         active = active & ~_stalled(before, track.best, tol)
         if report:
             jax.debug.callback(_report, n)
-        return track, active, track.best.min(axis=1), done + n, steps_run
+        return track, active, _shifted(before, track.best), done + n, steps_run
 
     b = z.shape[0]
-    carry = (_track_start(z, opt_state), jnp.ones(b, bool), jnp.full(b, jnp.inf, jnp.float32),
+    carry = (_track_start(z, opt_state), jnp.ones(b, bool),
+             jnp.full((b, STALL_WINDOWS), jnp.inf, jnp.float32),
              jnp.int32(0), jnp.zeros(b, jnp.int32))
     track, *_, steps_run = jax.lax.while_loop(
         lambda c: (c[3] < steps) & jnp.any(c[1]), window, carry)
@@ -298,19 +314,26 @@ def solve_chunked_tol(generator, measure, y, z, opt_state, reg, tol, *, steps, p
     has its own Adam state, when it runs changes no number (tested against the scan path,
     which steps all images together).
 
+    Images take the slots in the order of their starting objective, largest first: those
+    farthest from an answer tend to need the most steps, and starting them first leaves
+    fewer slots idle while the last ones finish (256 *train* digits, CS from the learned
+    start: 7% fewer windows than in index order, docs/speed.md).
+
     `progress` gets the batch's finished steps, counted as image-steps / B (rounded down
     as they accrue), so that they add up to `steps` when no image stops early.
     """
     b, r = z.shape[:2]
     width = min(b, max(1, CPU_SLOT_ROWS // r))
     track = _committed(_track_start(z, opt_state))
+    start = np.asarray(_objectives_jit(generator, measure, z, y, reg)).min(axis=1)
+    order = np.argsort(-np.nan_to_num(start, nan=np.inf), kind="stable")
     active = np.full(b, steps > 0)
-    before = np.full(b, np.inf, np.float32)
+    before = np.full((b, STALL_WINDOWS), np.inf, np.float32)
     steps_run = np.zeros(b, np.int32)
     reported = 0
 
     while active.any():
-        live = np.flatnonzero(active)[:width]
+        live = order[active[order]][:width]
         # Padding repeats a live image: its duplicate rows compute and write the same values.
         idx = np.concatenate([live, np.full(width - len(live), live[-1])])
         left = np.minimum(CPU_CHUNK, steps - steps_run[idx])
@@ -320,7 +343,7 @@ def solve_chunked_tol(generator, measure, y, z, opt_state, reg, tol, *, steps, p
         now = np.asarray(track.best)[live]
         stopped = _stalled(before[live], now, tol, np) | (steps_run[live] >= steps)
         active[live] = ~stopped
-        before[live] = now.min(axis=1)
+        before[live] = _shifted(before[live], now, np)
         finished = int(steps_run.sum()) // b
         if progress is not None and finished > reported:
             progress(finished - reported)

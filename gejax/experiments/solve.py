@@ -51,7 +51,7 @@ class SolverConfig:
     reg_ga: float = 1.0
     seed: int = 0
     tol: float = 0.0
-    """stop each image once its objective stops falling (reconstruct's tol; 3e-2 chosen
+    """stop each image once its objective stops falling (reconstruct's tol; 6e-2 chosen
     on train, docs/speed.md); 0: every step, as the paper"""
     init: str = "learned"
     """learned: GE1 starts at the workdir's learned start (train.init) where it has one,
