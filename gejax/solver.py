@@ -190,10 +190,10 @@ def solve_chunked(generator, measure, y, z, opt_state, reg, *, steps, chunk=CPU_
 CPU_SLOT_ROWS = 16
 
 # Windows of CPU_CHUNK steps over which an image must fall by more than tol to go on. One
-# window (10 steps) stopped images in Adam's first kick away from a learned start, or on a
-# short plateau: on 4 x 64 *train* digits (CS, m = 128, GE1 from its learned start) the
-# worst group of 64 ended 9.3% above the paper's MSE at tol 0.03 (134 steps), with two
-# windows 4.8% at tol 0.0575 (152 steps), with three 4.6% at 0.09 (155): docs/speed.md.
+# window (10 steps) stopped some images on a short plateau, before their objective fell
+# again: on 4 x 64 *train* digits (CS, m = 128, GE1 from its learned start) the worst group
+# of 64 ended 5.3% above the paper protocol's MSE at tol 0.03 (146 steps per image), with
+# two windows 3.6% at tol 0.06 (157 steps): docs/speed.md.
 STALL_WINDOWS = 2
 
 

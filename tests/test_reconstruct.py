@@ -97,6 +97,18 @@ def test_early_stop_runs_images_in_slots_and_agrees_with_scan(problem, monkeypat
     np.testing.assert_allclose(a.z, b.z, rtol=1e-4, atol=1e-5)
 
 
+@pytest.mark.parametrize("xp", [np, jnp])
+def test_early_stop_compares_with_the_best_two_windows_earlier(xp):
+    """A one-window plateau (80 -> 79) does not stop an image that fell 21% over two
+    windows; one that fell 3% over two windows stops at tol 5%; +inf means too early."""
+    before = xp.asarray([[100.0, 80.0], [100.0, 99.0], [np.inf, 100.0]])
+    best = xp.asarray([[79.0, 85.0], [98.0, 97.0], [50.0, 60.0]])  # (B, R): min over R
+    assert solver.STALL_WINDOWS == before.shape[1]
+    np.testing.assert_array_equal(solver._stalled(before, best, 0.05, xp), [False, True, False])
+    np.testing.assert_array_equal(solver._shifted(before, best, xp),
+                                  [[80.0, 79.0], [99.0, 97.0], [100.0, 50.0]])
+
+
 def test_returns_argmin_restart_by_objective(problem):
     g, measure, y, *_ = problem
     reg = 1e-2
