@@ -62,6 +62,45 @@ def _optimizer():
     return optax.inject_hyperparams(optax.adam)(learning_rate=0.1)
 
 
+# Images whose Jacobians estimate the whitening basis, and its damping (relative to the
+# mean curvature), both chosen on *train* digits (docs/speed.md).
+WHITEN_IMAGES = 16
+WHITEN_DAMPING = 1e-2
+
+
+def whitening(generator, measure, z, y, reg, damping=WHITEN_DAMPING):
+    """A basis P (L, L) of the latent space in which the objective's curvature near the
+    latents z (K, L) is even, from their Gauss-Newton matrix: H = mean_k J_k^T J_k +
+    reg I, J_k (M, L) the Jacobian of measure(generator(z_k), *args_k) (y = (y (K, ...),
+    args) as elsewhere), H = U diag(e) U^T, P = U diag(sqrt(mean(e) / (e + damping
+    mean(e)))). Adam on u with z = P u then takes even steps along G's steep and flat
+    directions, where on z its per-coordinate scaling cannot undo a rotation (the shipped
+    GE1's H spans 0.8 to 3,500). The scale keeps directions of mean curvature as they are.
+    """
+    def jacobian(z1, data):
+        _, args = data
+        return jax.jacfwd(lambda z: measure(generator(z), *args).reshape(-1))(z1)
+
+    j = jax.vmap(jacobian)(z, y)  # (K, M, L): L forward-mode passes per latent
+    h = jnp.einsum("kmi,kmj->ij", j, j) / z.shape[0] + reg * jnp.eye(z.shape[-1])
+    e, u = jnp.linalg.eigh(h)
+    mean = jnp.mean(e)
+    return u * jnp.sqrt(mean / (e + damping * mean))
+
+
+whitening_jit = jax.jit(whitening)
+
+
+def _to_basis(grad, basis):
+    """The gradient in z (..., L) as one in u, z = P u: P^T grad; unchanged without a basis."""
+    return grad if basis is None else grad @ basis
+
+
+def _from_basis(update, basis):
+    """A step in u (..., L) as one in z: P update."""
+    return update if basis is None else update @ basis.T
+
+
 def init(y, key, latent_dim, num_restarts, learning_rate, z0):
     """Starting latents (B, R, L): z ~ N(0, I) from `key`, the first K set to z0 (B, K, L)."""
     z = jax.random.normal(key, (y[0].shape[0], num_restarts, latent_dim), jnp.float32)
@@ -72,23 +111,24 @@ def init(y, key, latent_dim, num_restarts, learning_rate, z0):
     return z, opt_state
 
 
-def _adam_step(generator, measure, y, reg):
-    """One Adam step on the summed objective (images and restarts are independent)."""
+def _adam_step(generator, measure, y, reg, basis):
+    """One Adam step on the summed objective (images and restarts are independent), in
+    the coordinates u of z = P u where a `basis` P is given (`whitening`)."""
     opt = _optimizer()
 
     def step(carry, _):
         z, state = carry
         grad = jax.grad(lambda z: jnp.sum(_objectives(generator, measure, z, y, reg)))(z)
-        updates, state = opt.update(grad, state)
-        return (optax.apply_updates(z, updates), state), None
+        updates, state = opt.update(_to_basis(grad, basis), state)
+        return (optax.apply_updates(z, _from_basis(updates, basis)), state), None
 
     return step
 
 
-def _steps(generator, measure, y, z, opt_state, reg, num_steps, unroll):
+def _steps(generator, measure, y, z, opt_state, reg, basis, num_steps, unroll):
     """`num_steps` Adam steps, unrolled `unroll` at a time."""
-    (z, opt_state), _ = jax.lax.scan(_adam_step(generator, measure, y, reg), (z, opt_state),
-                                     None, length=num_steps, unroll=unroll)
+    (z, opt_state), _ = jax.lax.scan(_adam_step(generator, measure, y, reg, basis),
+                                     (z, opt_state), None, length=num_steps, unroll=unroll)
     return z, opt_state
 
 
@@ -140,8 +180,9 @@ def _windows(step_fn, carry, steps, report):
 
 
 @functools.partial(jax.jit, static_argnames=("steps", "report"))
-def solve_scan(generator, measure, y, z, opt_state, reg, *, steps, report=False):
-    z, _ = _windows(_adam_step(generator, measure, y, reg), (z, opt_state), steps, report)
+def solve_scan(generator, measure, y, z, opt_state, reg, basis, *, steps, report=False):
+    z, _ = _windows(_adam_step(generator, measure, y, reg, basis), (z, opt_state), steps,
+                    report)
     return _finish(generator, measure, y, z, reg, jnp.full(z.shape[:1], steps, jnp.int32))
 
 
@@ -151,8 +192,9 @@ _objectives_jit = jax.jit(_objectives)
 
 
 @functools.partial(jax.jit, static_argnames=("num_steps",), donate_argnums=(3, 4))
-def _chunk(generator, measure, y, z, opt_state, reg, *, num_steps):
-    return _steps(generator, measure, y, z, opt_state, reg, num_steps, unroll=num_steps)
+def _chunk(generator, measure, y, z, opt_state, reg, basis, *, num_steps):
+    return _steps(generator, measure, y, z, opt_state, reg, basis, num_steps,
+                  unroll=num_steps)
 
 
 def _committed(tree):
@@ -163,13 +205,13 @@ def _committed(tree):
     return jax.device_put(tree, devices.pop()) if len(devices) == 1 else tree
 
 
-def solve_chunked(generator, measure, y, z, opt_state, reg, *, steps, chunk=CPU_CHUNK,
+def solve_chunked(generator, measure, y, z, opt_state, reg, basis, *, steps, chunk=CPU_CHUNK,
                    progress=None):
     z, opt_state = _committed((z, opt_state))
     done = 0
     while done < steps:
         n = min(chunk, steps - done)
-        z, opt_state = _chunk(generator, measure, y, z, opt_state, reg, num_steps=n)
+        z, opt_state = _chunk(generator, measure, y, z, opt_state, reg, basis, num_steps=n)
         done += n
         if progress is not None:
             z.block_until_ready()  # report finished steps, not steps queued by async dispatch
@@ -207,7 +249,7 @@ class _Track(NamedTuple):
     best: jax.Array  # (B, R) objective of best_z; +inf before the first step
 
 
-def _tracked_step(generator, measure, y, reg, track: _Track, live) -> _Track:
+def _tracked_step(generator, measure, y, reg, basis, track: _Track, live) -> _Track:
     """One Adam step of the images where `live` (B,); the others keep their state."""
     def total(z):
         objective = _objectives(generator, measure, z, y, reg)
@@ -217,8 +259,8 @@ def _tracked_step(generator, measure, y, reg, track: _Track, live) -> _Track:
     better = objective < track.best
     best_z = jnp.where(better[..., None], track.z, track.best_z)
     best = jnp.where(better, objective, track.best)
-    updates, state = jax.vmap(_optimizer().update)(grad, track.opt_state)
-    z = optax.apply_updates(track.z, updates)
+    updates, state = jax.vmap(_optimizer().update)(_to_basis(grad, basis), track.opt_state)
+    z = optax.apply_updates(track.z, _from_basis(updates, basis))
 
     def keep(new, old):
         return jnp.where(live.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
@@ -260,14 +302,15 @@ def _finish_tracked(generator, measure, y, reg, track: _Track, steps_run):
 
 
 @functools.partial(jax.jit, static_argnames=("steps", "report"))
-def solve_scan_tol(generator, measure, y, z, opt_state, reg, tol, *, steps, report=False):
+def solve_scan_tol(generator, measure, y, z, opt_state, reg, basis, tol, *, steps,
+                   report=False):
     """The scan path with early stopping: a while loop over windows, until all images stop."""
     def window(carry):
         track, active, before, done, steps_run = carry
 
         def step(track, i):
             live = active & (done + i < steps)
-            return _tracked_step(generator, measure, y, reg, track, live), None
+            return _tracked_step(generator, measure, y, reg, basis, track, live), None
 
         track, _ = jax.lax.scan(step, track, jnp.arange(CPU_CHUNK))
         n = jnp.minimum(CPU_CHUNK, steps - done)
@@ -287,7 +330,7 @@ def solve_scan_tol(generator, measure, y, z, opt_state, reg, tol, *, steps, repo
 
 
 @jax.jit
-def _chunk_tracked(generator, measure, y, track, reg, idx, left):
+def _chunk_tracked(generator, measure, y, track, reg, basis, idx, left):
     """Up to CPU_CHUNK unrolled steps of the rows idx (W,) of y and track, row i running
     left[i] of them; the other rows are left as they are. Gathering and scattering inside
     the one program keeps the many small per-leaf ops off the host (each would compile on
@@ -295,7 +338,7 @@ def _chunk_tracked(generator, measure, y, track, reg, idx, left):
     rows = jax.tree_util.tree_map(lambda a: a[idx], y)
     # Fully unrolled, so no while loop on XLA:CPU, yet the step is traced once.
     sub, _ = jax.lax.scan(
-        lambda t, i: (_tracked_step(generator, measure, rows, reg, t, i < left), None),
+        lambda t, i: (_tracked_step(generator, measure, rows, reg, basis, t, i < left), None),
         jax.tree_util.tree_map(lambda a: a[idx], track), jnp.arange(CPU_CHUNK),
         unroll=CPU_CHUNK)
     return jax.tree_util.tree_map(lambda a, s: a.at[idx].set(s), track, sub)
@@ -304,7 +347,8 @@ def _chunk_tracked(generator, measure, y, track, reg, idx, left):
 _finish_tracked_jit = jax.jit(_finish_tracked)
 
 
-def solve_chunked_tol(generator, measure, y, z, opt_state, reg, tol, *, steps, progress=None):
+def solve_chunked_tol(generator, measure, y, z, opt_state, reg, basis, tol, *, steps,
+                      progress=None):
     """The CPU path with early stopping: a fixed number of slots, each image in one until
     it stops, then the next waiting image takes its place.
 
@@ -337,8 +381,8 @@ def solve_chunked_tol(generator, measure, y, z, opt_state, reg, tol, *, steps, p
         # Padding repeats a live image: its duplicate rows compute and write the same values.
         idx = np.concatenate([live, np.full(width - len(live), live[-1])])
         left = np.minimum(CPU_CHUNK, steps - steps_run[idx])
-        track = _chunk_tracked(generator, measure, y, track, reg, jnp.asarray(idx, jnp.int32),
-                               jnp.asarray(left, jnp.int32))
+        track = _chunk_tracked(generator, measure, y, track, reg, basis,
+                               jnp.asarray(idx, jnp.int32), jnp.asarray(left, jnp.int32))
         steps_run[live] += left[:len(live)]
         now = np.asarray(track.best)[live]
         stopped = _stalled(before[live], now, tol, np) | (steps_run[live] >= steps)

@@ -188,6 +188,11 @@ def test_learned_start_is_trained_and_used_by_ge1_only(workdir, tmp_path):
     default = experiments.SolverConfig()
     assert (default.steps_for(learned=True), default.steps_for(learned=False)) == (1000, 500)
     assert experiments.SolverConfig(restarts=2).steps_for(learned=True) == 500
+    # Whitened Adam by default only where a learned start stops early; a flag overrides.
+    assert [experiments.SolverConfig(tol=t).whiten_for(learned) for t, learned in
+            ((6e-1, True), (0.0, True), (6e-1, False))] == [True, False, False]
+    assert experiments.SolverConfig(whiten=True).whiten_for(learned=False)
+    assert not experiments.SolverConfig(tol=0.5, whiten=False).whiten_for(learned=True)
 
 
 def test_evaluation_in_batches_equals_one_batch(workdir):

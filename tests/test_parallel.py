@@ -38,13 +38,15 @@ def problem(tiny_began):
 
 
 @pytest.mark.parametrize("path", ["chunked", "scan"])
-@pytest.mark.parametrize("num_images,tol", [(4, 0.0), (6, 0.0), (6, 0.05)])  # 6: padded to 8
-def test_sharded_reconstruct_equals_one_device(problem, path, num_images, tol, monkeypatch):
+@pytest.mark.parametrize("num_images,tol,whiten", [(4, 0.0, False), (6, 0.0, False),
+                                                   (6, 0.05, False), (6, 0.05, True)])  # 6: padded to 8
+def test_sharded_reconstruct_equals_one_device(problem, path, num_images, tol, whiten,
+                                               monkeypatch):
     generator, measure, y, latent_dim = problem
     monkeypatch.setattr(sys.modules["gejax.reconstruct"], "_chunked_here",
                         lambda traced: path == "chunked" and not traced)
     kwargs = dict(key=jax.random.key(3), latent_dim=latent_dim, num_restarts=3, steps=32,
-                  tol=tol)
+                  tol=tol, whiten=whiten)
     one = gejax.reconstruct(generator, measure, y[:num_images], **kwargs)
     mesh = parallel.batch_mesh()
     many = gejax.reconstruct(generator, measure, y[:num_images], mesh=mesh, **kwargs)
