@@ -149,7 +149,8 @@ def reconstruct(generator: Callable, measure: Callable, y: jax.typing.ArrayLike,
                 key: jax.Array, latent_dim: int, num_restarts: int = 2, steps: int = 500,
                 learning_rate: float = 0.1, reg: float = 1e-3,
                 init: jax.typing.ArrayLike | None = None, tol: float = 0.0,
-                whiten: bool = False, measure_params=None, progress: Callable[[int], None] | None = None,
+                whiten: bool = False, measure_params=None,
+                progress: Callable[[int], None] | None = None,
                 mesh: jax.sharding.Mesh | None = None) -> Reconstruction:
     """Solve z* = argmin_z ||measure(generator(z)) - y_b||^2 + reg ||z||^2 for every y_b.
 

@@ -38,8 +38,8 @@ def problem(tiny_began):
 
 
 @pytest.mark.parametrize("path", ["chunked", "scan"])
-@pytest.mark.parametrize("num_images,tol,whiten", [(4, 0.0, False), (6, 0.0, False),
-                                                   (6, 0.05, False), (6, 0.05, True)])  # 6: padded to 8
+@pytest.mark.parametrize("num_images,tol,whiten", [  # 6: padded to 8
+    (4, 0.0, False), (6, 0.0, False), (6, 0.05, False), (6, 0.05, True)])
 def test_sharded_reconstruct_equals_one_device(problem, path, num_images, tol, whiten,
                                                monkeypatch):
     generator, measure, y, latent_dim = problem
