@@ -261,9 +261,16 @@ def _whitening(generator, measure, data, z, reg, traced):
     over the batch (a fixed choice: no number depends on which image came first)."""
     n = z.shape[0]
     rows = np.unique(np.linspace(0, n - 1, min(n, solver.WHITEN_IMAGES)).round().astype(int))
-    pick = jax.tree_util.tree_map(lambda a: a[rows], (data, z[rows, 0]))
-    fn = solver.whitening if traced else solver.whitening_jit
-    return fn(generator, measure, pick[1], pick[0], reg)
+    fn = _whitening_at if traced else _whitening_at_jit
+    return fn(generator, measure, data, z, reg, jnp.asarray(rows))
+
+
+def _whitening_at(generator, measure, data, z, reg, rows):
+    pick = jax.tree_util.tree_map(lambda a: a[rows], data)
+    return solver.whitening(generator, measure, z[rows, 0], pick, reg)
+
+
+_whitening_at_jit = jax.jit(_whitening_at)  # the gathers in the program, not compiled apart
 
 
 def projection_floor(generator: Callable, x: jax.typing.ArrayLike, *, key: jax.Array,

@@ -88,7 +88,6 @@ def whitening(generator, measure, z, y, reg, damping=WHITEN_DAMPING):
     return u * jnp.sqrt(mean / (e + damping * mean))
 
 
-whitening_jit = jax.jit(whitening)
 
 
 def _to_basis(grad, basis):
@@ -205,8 +204,8 @@ def _committed(tree):
     return jax.device_put(tree, devices.pop()) if len(devices) == 1 else tree
 
 
-def solve_chunked(generator, measure, y, z, opt_state, reg, basis, *, steps, chunk=CPU_CHUNK,
-                   progress=None):
+def solve_chunked(generator, measure, y, z, opt_state, reg, basis, *, steps,
+                  chunk=CPU_CHUNK, progress=None):
     z, opt_state = _committed((z, opt_state))
     done = 0
     while done < steps:
@@ -330,21 +329,22 @@ def solve_scan_tol(generator, measure, y, z, opt_state, reg, basis, tol, *, step
 
 
 @jax.jit
-def _chunk_tracked(generator, measure, y, track, reg, basis, idx, left):
-    """Up to CPU_CHUNK unrolled steps of the rows idx (W,) of y and track, row i running
-    left[i] of them; the other rows are left as they are. Gathering and scattering inside
-    the one program keeps the many small per-leaf ops off the host (each would compile on
-    first use)."""
+def _step_tracked(generator, measure, y, track, reg, basis, idx, live):
+    """One step of the rows idx (W,) of y and track where `live` (W,); the other rows are
+    left as they are. Gathering and scattering inside the one program keeps the many small
+    per-leaf ops off the host (each would compile on first use).
+
+    One step per call, with no loop in the program: XLA:CPU compiles it in about 1 s,
+    where 10 unrolled steps took 3-4 s at the same seconds per step (a loop would run
+    the convolutions several times slower), and a short solve pays mostly compiling."""
     rows = jax.tree_util.tree_map(lambda a: a[idx], y)
-    # Fully unrolled, so no while loop on XLA:CPU, yet the step is traced once.
-    sub, _ = jax.lax.scan(
-        lambda t, i: (_tracked_step(generator, measure, rows, reg, basis, t, i < left), None),
-        jax.tree_util.tree_map(lambda a: a[idx], track), jnp.arange(CPU_CHUNK),
-        unroll=CPU_CHUNK)
+    sub = _tracked_step(generator, measure, rows, reg, basis,
+                        jax.tree_util.tree_map(lambda a: a[idx], track), live)
     return jax.tree_util.tree_map(lambda a, s: a.at[idx].set(s), track, sub)
 
 
 _finish_tracked_jit = jax.jit(_finish_tracked)
+_track_start_jit = jax.jit(_track_start)  # one program, not one per leaf compiled on first use
 
 
 def solve_chunked_tol(generator, measure, y, z, opt_state, reg, basis, tol, *, steps,
@@ -368,7 +368,7 @@ def solve_chunked_tol(generator, measure, y, z, opt_state, reg, basis, tol, *, s
     """
     b, r = z.shape[:2]
     width = min(b, max(1, CPU_SLOT_ROWS // r))
-    track = _committed(_track_start(z, opt_state))
+    track = _committed(_track_start_jit(z, opt_state))
     start = np.asarray(_objectives_jit(generator, measure, z, y, reg)).min(axis=1)
     order = np.argsort(-np.nan_to_num(start, nan=np.inf), kind="stable")
     active = np.full(b, steps > 0)
@@ -381,8 +381,10 @@ def solve_chunked_tol(generator, measure, y, z, opt_state, reg, basis, tol, *, s
         # Padding repeats a live image: its duplicate rows compute and write the same values.
         idx = np.concatenate([live, np.full(width - len(live), live[-1])])
         left = np.minimum(CPU_CHUNK, steps - steps_run[idx])
-        track = _chunk_tracked(generator, measure, y, track, reg, basis,
-                               jnp.asarray(idx, jnp.int32), jnp.asarray(left, jnp.int32))
+        rows = jnp.asarray(idx, jnp.int32)
+        for i in range(int(left.max())):
+            track = _step_tracked(generator, measure, y, track, reg, basis, rows,
+                                  jnp.asarray(i < left))
         steps_run[live] += left[:len(live)]
         now = np.asarray(track.best)[live]
         stopped = _stalled(before[live], now, tol, np) | (steps_run[live] >= steps)

@@ -78,8 +78,8 @@ def test_early_stop_runs_images_in_slots_and_agrees_with_scan(problem, monkeypat
                                                               (16, LATENT))))
     kw = dict(key=jax.random.key(4), latent_dim=LATENT, num_restarts=2, steps=253, reg=1e-3,
               tol=1e-2)
-    rows, chunk = [], solver._chunk_tracked
-    monkeypatch.setattr(solver, "_chunk_tracked",
+    rows, chunk = [], solver._step_tracked
+    monkeypatch.setattr(solver, "_step_tracked",
                         lambda *a: rows.append(np.asarray(a[6])) or chunk(*a))
     _use_path(monkeypatch, "chunked")
     a = gejax.reconstruct(g, measure, y, **kw)
@@ -155,7 +155,7 @@ def test_second_call_does_not_recompile(problem, monkeypatch):
     g, measure, y, *_ = problem
     kw = dict(latent_dim=LATENT, num_restarts=2)
     jitted = (solver.init_jit, solver._chunk, solver._finish_jit, solver.solve_scan,
-              solver.solve_scan_tol, solver._chunk_tracked, solver._finish_tracked_jit)
+              solver.solve_scan_tol, solver._step_tracked, solver._finish_tracked_jit)
     for path in ("chunked", "scan"):
         _use_path(monkeypatch, path)
         for tol in (0.0, 1e-3):  # one window with tol: which restarts stop may vary
@@ -179,13 +179,13 @@ def test_one_solve_compiles_each_chunk_once(problem, monkeypatch):
     committed as the later ones are (else the second chunk compiles again)."""
     g, measure, y, *_ = problem
     _use_path(monkeypatch, "chunked")
-    for f in (solver._chunk, solver._chunk_tracked):
+    for f in (solver._chunk, solver._step_tracked):
         f.clear_cache()
     gejax.reconstruct(g, measure, y, key=jax.random.key(0), latent_dim=LATENT, steps=35)
     gejax.reconstruct(g, measure, y, key=jax.random.key(0), latent_dim=LATENT, steps=200,
                       tol=1e-3)
     assert solver._chunk._cache_size() == 2  # 10 steps, 5 steps
-    assert solver._chunk_tracked._cache_size() == 1
+    assert solver._step_tracked._cache_size() == 1
 
 
 def test_ge_measure_with_real_networks(tiny_began, tiny_ae):
@@ -547,3 +547,19 @@ def test_whitened_solve_under_callers_jit(problem):
     traced = jax.jit(lambda y: gejax.reconstruct(g, measure, y, tol=1e-2, **kw))(y)
     np.testing.assert_array_equal(traced.steps_run, eager.steps_run)
     np.testing.assert_allclose(traced.objective, eager.objective, rtol=1e-4, atol=1e-6)
+
+
+def test_whitening_is_estimated_at_the_first_starts_of_spread_images(problem, monkeypatch):
+    g, measure, *_ = problem
+    y = jax.vmap(measure)(jax.vmap(g)(0.5 * jax.random.normal(jax.random.key(27),
+                                                              (40, LATENT))))
+    init = jax.random.normal(jax.random.key(28), (40, LATENT))
+    seen, whitening = [], solver.whitening
+    monkeypatch.setattr(solver, "whitening", lambda g, m, z, data, reg: seen.append(
+        (np.asarray(z), np.asarray(data[0]))) or whitening(g, m, z, data, reg))
+    with jax.disable_jit():  # to see the arrays, not tracers
+        gejax.reconstruct(g, measure, y, key=jax.random.key(29), latent_dim=LATENT, steps=0,
+                          init=init, whiten=True)
+    rows = np.linspace(0, 39, solver.WHITEN_IMAGES).round().astype(int)
+    np.testing.assert_array_equal(seen[0][0], np.asarray(init)[rows])
+    np.testing.assert_array_equal(seen[0][1], np.asarray(y)[rows])
