@@ -135,9 +135,11 @@ def _pick(generator, z, objective, steps_run):
     """The Reconstruction of the restart with the lowest objective: z (B, R, L), (B, R)."""
     best = jnp.argmin(objective, axis=1)
     z_best = jnp.take_along_axis(z, best[:, None, None], axis=1)[:, 0]
-    x_hat = jax.vmap(generator)(z_best)
+    x_all = jax.vmap(jax.vmap(generator))(z)  # G once: every restart's image is needed
+    x_hat = jnp.take_along_axis(x_all, best.reshape((-1, 1) + (1,) * (x_all.ndim - 2)),
+                                axis=1)[:, 0]
     return Reconstruction(x_hat, z_best, objective, best, steps_run,
-                          _spread(jax.vmap(jax.vmap(generator))(z), x_hat, objective))
+                          _spread(x_all, x_hat, objective))
 
 
 def _spread(x_all, x_hat, objective):
@@ -294,7 +296,12 @@ def _track_start(z, opt_state):
 
 def _finish_tracked(generator, measure, y, reg, track: _Track, steps_run):
     """Every restart's best visited z (its final z included), then the best restart."""
-    last = _objectives(generator, measure, track.z, y, reg)
+    return _pick_tracked(generator, track, _objectives(generator, measure, track.z, y, reg),
+                         steps_run)
+
+
+def _pick_tracked(generator, track: _Track, last, steps_run):
+    """`_pick` over every restart's best visited z, `last` (B, R) the final z's objective."""
     better = last < track.best
     return _pick(generator, jnp.where(better[..., None], track.z, track.best_z),
                  jnp.where(better, last, track.best), steps_run)
@@ -343,7 +350,7 @@ def _step_tracked(generator, measure, y, track, reg, basis, idx, live):
     return jax.tree_util.tree_map(lambda a, s: a.at[idx].set(s), track, sub)
 
 
-_finish_tracked_jit = jax.jit(_finish_tracked)
+_pick_tracked_jit = jax.jit(_pick_tracked)
 _track_start_jit = jax.jit(_track_start)  # one program, not one per leaf compiled on first use
 
 
@@ -369,7 +376,9 @@ def solve_chunked_tol(generator, measure, y, z, opt_state, reg, basis, tol, *, s
     b, r = z.shape[:2]
     width = min(b, max(1, CPU_SLOT_ROWS // r))
     track = _committed(_track_start_jit(z, opt_state))
-    start = np.asarray(_objectives_jit(generator, measure, z, y, reg)).min(axis=1)
+    # The same compiled program gives the starting objectives and, at the end, the final
+    # ones (committed z both times, so one compile).
+    start = np.asarray(_objectives_jit(generator, measure, track.z, y, reg)).min(axis=1)
     order = np.argsort(-np.nan_to_num(start, nan=np.inf), kind="stable")
     active = np.full(b, steps > 0)
     before = np.full((b, STALL_WINDOWS), np.inf, np.float32)
@@ -394,4 +403,5 @@ def solve_chunked_tol(generator, measure, y, z, opt_state, reg, basis, tol, *, s
         if progress is not None and finished > reported:
             progress(finished - reported)
             reported = finished
-    return _finish_tracked_jit(generator, measure, y, reg, track, jnp.asarray(steps_run))
+    last = _objectives_jit(generator, measure, track.z, y, reg)
+    return _pick_tracked_jit(generator, track, last, jnp.asarray(steps_run))

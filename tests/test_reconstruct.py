@@ -155,7 +155,8 @@ def test_second_call_does_not_recompile(problem, monkeypatch):
     g, measure, y, *_ = problem
     kw = dict(latent_dim=LATENT, num_restarts=2)
     jitted = (solver.init_jit, solver._chunk, solver._finish_jit, solver.solve_scan,
-              solver.solve_scan_tol, solver._step_tracked, solver._finish_tracked_jit)
+              solver.solve_scan_tol, solver._step_tracked, solver._pick_tracked_jit,
+              solver._objectives_jit)
     for path in ("chunked", "scan"):
         _use_path(monkeypatch, path)
         for tol in (0.0, 1e-3):  # one window with tol: which restarts stop may vary
