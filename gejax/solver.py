@@ -88,8 +88,6 @@ def whitening(generator, measure, z, y, reg, damping=WHITEN_DAMPING):
     return u * jnp.sqrt(mean / (e + damping * mean))
 
 
-
-
 def _to_basis(grad, basis):
     """The gradient in z (..., L) as one in u, z = P u: P^T grad; unchanged without a basis."""
     return grad if basis is None else grad @ basis

@@ -66,9 +66,9 @@ class SolverConfig:
     def whiten_for(self, learned: bool) -> bool:
         """Whitened Adam: `whiten` if given, else from a learned start with early stopping.
         Near the answer it reaches in 20 steps what plain Adam reaches in 140 (CS, train
-        digits); from the paper's random starts it moved the MSE after 200 steps by -22%
-        to +14% (docs/speed.md). Not by default at tol 0, the README's full-length runs,
-        whose numbers were measured with plain Adam."""
+        digits); from the paper's random starts it moved the MSE by -8% to +4% after 200
+        steps and by +24% to +37% after 100 (docs/speed.md). Not by default at tol 0, the
+        README's full-length runs, whose numbers were measured with plain Adam."""
         return self.whiten if self.whiten is not None else learned and self.tol > 0
 
     def restarts_for(self, learned: bool) -> int:
