@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Issue 15's time to an answer: GE1 from its learned start with early stop against the
-# paper's protocol, in CS (m = 128) and denoising, each command twice, one process each,
+# Issue 15's time to an answer: GE1 from its learned start (whitened Adam) with early stop
+# against the paper's protocol, in CS (m = 128) and denoising, each command twice, one process each,
 # in the order learned / paper / learned / paper, from an empty compilation cache (so the
 # first run of each compiles and the second loads). Prints quality, the `seconds` of GE1
-# in results.json and the ratios, cold and warm. About 17 minutes on 2 CPU cores.
+# in results.json and the ratios, cold and warm. About 12 minutes on 2 CPU cores.
 #
 #     bash benchmarks/time_to_answer.sh [tol]      # tol: default 0.6
 set -euo pipefail
