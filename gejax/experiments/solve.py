@@ -133,6 +133,7 @@ def solve(nets: Networks, measure, y, solver: SolverConfig, reg: float, key, des
     n, size = len(y), solver.batch_size
     use_learned = solver.init == "learned" and learned is not None
     restarts, steps = solver.restarts_for(use_learned), solver.steps_for(use_learned)
+    whiten = solver.whiten_for(use_learned)
     if use_learned and restarts == 1:  # no random start to draw (a program to compile)
         z0 = batched(learned, y, size)[:, None]
     else:
@@ -148,7 +149,7 @@ def solve(nets: Networks, measure, y, solver: SolverConfig, reg: float, key, des
                               latent_dim=nets.began.latent_dim, num_restarts=restarts,
                               steps=steps, learning_rate=solver.learning_rate, reg=reg,
                               init=z0[i:i + size], tol=solver.tol,
-                              whiten=solver.whiten_for(use_learned), measure_params=rows,
+                              whiten=whiten, measure_params=rows,
                               progress=bar.update, mesh=parallel.default_mesh())
             x_hat.append(parallel.to_host(out.x_hat))
             steps_run.append(parallel.to_host(out.steps_run))
@@ -157,7 +158,7 @@ def solve(nets: Networks, measure, y, solver: SolverConfig, reg: float, key, des
     steps_run = np.concatenate(steps_run)
     return np.concatenate(x_hat), time.perf_counter() - t0, {
         "init": "learned" if use_learned else "random", "restarts": restarts, "steps": steps,
-        "whiten": solver.whiten_for(use_learned), "steps_run": float(steps_run.mean()),
+        "whiten": whiten, "steps_run": float(steps_run.mean()),
         "spread": np.concatenate(spread)}
 
 
