@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import flax.linen as nn
@@ -22,7 +23,7 @@ import optax
 from flax.training.train_state import TrainState
 from jax.tree_util import Partial
 
-from gejax import checkpoint, data, models, parallel, training
+from gejax import checkpoint, models, parallel, training
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,8 +87,11 @@ def init_step(state: TrainState, real: jax.Array, key: jax.Array, *, g_params, e
 
 
 @checkpoint.one_writer(create=False)  # needs the workdir of train.began
-def train_init(workdir: str, cfg: InitTrainConfig, encoder: str = "ae") -> TrainState:
-    """Train (or resume) the learned start of autoencoder `encoder` in a trained workdir."""
+def train_init(workdir: str, cfg: InitTrainConfig, encoder: str = "ae",
+               stop: Callable[[], bool] | None = None) -> TrainState:
+    """Train (or resume) the learned start of autoencoder `encoder` in a trained workdir, on
+    the train images that G's floor monitor holds back from none (`training.held_back`),
+    for `cfg.steps` or until `stop()`."""
     cfg.check()
     if encoder not in training.ae_names(workdir):
         raise ValueError(f"{workdir} has no autoencoder {encoder!r} (it has "
@@ -98,10 +102,11 @@ def train_init(workdir: str, cfg: InitTrainConfig, encoder: str = "ae") -> Train
     name = name_for(encoder)
     if parallel.is_primary():
         checkpoint.write_config(workdir, **{name: model, f"{name}_train": cfg})
-    images = data.source(checkpoint.section(workdir, "data", data.DataConfig), "train")
+    images, _ = training.held_back(workdir)
     step_fn = functools.partial(init_step, g_params=g_params, en_params=ae_params, began=began,
                                 ae=ae, cfg=cfg)
-    return training.fit(workdir, name, init_state(model, cfg), step_fn, images, cfg, ("loss",))
+    return training.fit(workdir, name, init_state(model, cfg), step_fn, images, cfg, ("loss",),
+                        stop=stop)
 
 
 def load_init(workdir: str, encoder: str = "ae") -> Partial | None:

@@ -152,6 +152,24 @@ def save(mngr: ocp.CheckpointManager, step: int, state, params) -> None:
                                             params=ocp.args.StandardSave(params)))
 
 
+def save_params(workdir: str | os.PathLike, name: str, step: int, params) -> None:
+    """Save `params` alone as checkpoint `step` of `workdir/name`, the only one kept there
+    (e.g. the best G so far, `began_best/`): it can be evaluated, not resumed."""
+    with manager(workdir, name, max_to_keep=1) as mngr:
+        mngr.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params)))
+        mngr.wait_until_finished()
+
+
+def drop_after(workdir: str | os.PathLike, name: str, step: int) -> None:
+    """Delete the checkpoints of `workdir/name` past `step` (a resumed run redoes them)."""
+    if not Path(workdir, name).is_dir():
+        return
+    with manager(workdir, name) as mngr:
+        for s in mngr.all_steps():
+            if s > step:
+                mngr.delete(s)
+
+
 def restore(workdir: str | os.PathLike, name: str, target, item: str = "state"):
     """(tree, step) of the newest checkpoint in `workdir/name`, shaped like `target`.
 

@@ -12,8 +12,10 @@
                        read with `tfds.data_source`, so TensorFlow is not needed;
                        celeb_a is centre-cropped to 108x108 first, as BEGAN and CSGM do;
   * a folder of image files (png, jpg, ...), centre-cropped to a square;
-  * an ``.npz`` file whose first array (or the array "images") holds the images; one
-    written by np.savez (not savez_compressed) is memory-mapped, not read.
+  * an ``.npz`` file whose first array (or the array "images") holds the images, split
+    as a folder is; or whose arrays "train" and "test" are the two splits as they are
+    (e.g. Fashion-MNIST's 60,000 / 10,000). One written by np.savez (not
+    savez_compressed) is memory-mapped, not read.
 
 Images are decoded, cropped and resized one at a time when a batch asks for them, by a
 Grain `MapDataset` over the raw source; nothing is cached, so memory does not grow with
@@ -96,6 +98,9 @@ def source(config: DataConfig, split: str) -> Images:
     else:
         if name == "mnist":
             raw = _mnist_default()
+        elif name.endswith(".npz") and _has_splits(name):  # its own train / test arrays
+            raw = _npz(name, split)
+            rows = np.arange(len(raw))
         elif name.endswith(".npz"):
             raw = _npz(name)
         elif os.path.isdir(name):
@@ -103,7 +108,8 @@ def source(config: DataConfig, split: str) -> Images:
         else:
             raise ValueError(f"unknown dataset {name!r}: use 'mnist', 'tfds:<name>', a folder "
                              "of images or an .npz file")
-        rows = _split(len(raw), split)
+        if not name.endswith(".npz") or not _has_splits(name):
+            rows = _split(len(raw), split)
     fit = functools.partial(_fit, size=config.image_size, channels=config.channels)
     return Images(grain.MapDataset.source(raw).map(fit), rows,
                   (config.image_size, config.image_size, config.channels))
@@ -131,14 +137,23 @@ def _mnist_default() -> np.ndarray:
     return np.pad(x, ((0, 0), (2, 2), (2, 2), (0, 0)))
 
 
-def _npz(path: str) -> np.ndarray:
-    """The images array of an .npz: memory-mapped where stored uncompressed."""
+def _has_splits(path: str) -> bool:
+    """Whether an .npz holds its own "train" and "test" arrays."""
     if not os.path.isfile(path):
         raise ValueError(f"no such .npz file: {path}")
-    x = _npz_memmap(path)
+    with zipfile.ZipFile(path) as z:
+        return {"train.npy", "test.npy"} <= set(z.namelist())
+
+
+def _npz(path: str, member: str | None = None) -> np.ndarray:
+    """The images array of an .npz (`member`, else "images", else the first):
+    memory-mapped where stored uncompressed."""
+    if not os.path.isfile(path):
+        raise ValueError(f"no such .npz file: {path}")
+    x = _npz_memmap(path, member)
     if x is None:  # compressed: read whole (uint8 stays uint8), a float range checked now
         with np.load(path) as f:
-            x = np.asarray(f["images" if "images" in f.files else f.files[0]])
+            x = np.asarray(f[member or ("images" if "images" in f.files else f.files[0])])
         if x.dtype != np.uint8:
             x = _as_unit_float(x)
     if x.ndim == 3:
@@ -148,8 +163,9 @@ def _npz(path: str) -> np.ndarray:
     return x  # a memmap's range is checked image by image as it is read (_fit)
 
 
-def _npz_memmap(path: str) -> np.ndarray | None:
-    """The array ("images", else the first) of an uncompressed .npz as a read-only memmap.
+def _npz_memmap(path: str, member: str | None = None) -> np.ndarray | None:
+    """The array (`member`, else "images", else the first) of an uncompressed .npz as a
+    read-only memmap.
 
     An .npz is a zip of .npy files; np.savez stores them uncompressed, so the array's
     bytes lie in the file as they are, after the member's local zip header and the .npy
@@ -157,7 +173,8 @@ def _npz_memmap(path: str) -> np.ndarray | None:
     """
     with zipfile.ZipFile(path) as z:
         names = z.namelist()
-        info = z.getinfo("images.npy" if "images.npy" in names else names[0])
+        info = z.getinfo(f"{member}.npy" if member
+                         else "images.npy" if "images.npy" in names else names[0])
     if info.compress_type != zipfile.ZIP_STORED:
         return None
     with open(path, "rb") as f:

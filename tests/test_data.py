@@ -102,3 +102,18 @@ def test_a_folder_is_decoded_only_where_a_batch_asks(tmp_path, monkeypatch):
     batch = src[np.array([3, 9])]
     assert batch.shape == (2, 8, 8, 1) and len(opened) == 2
     np.testing.assert_array_equal(batch, data.load(cfg, "train")[[3, 9]])
+
+
+@pytest.mark.parametrize("save", [np.savez, np.savez_compressed])
+def test_npz_with_train_and_test_arrays_keeps_its_own_split(tmp_path, save):
+    """An .npz with "train" and "test" arrays (e.g. Fashion-MNIST's 60,000 / 10,000) is
+    split as stored, in its order, instead of by the seeded 90/10 split."""
+    rng = np.random.default_rng(2)
+    train = rng.integers(0, 256, (30, 8, 8), dtype=np.uint8)
+    test = rng.integers(0, 256, (7, 8, 8), dtype=np.uint8)
+    save(tmp_path / "s.npz", train=train, test=test)
+    cfg = data.DataConfig(str(tmp_path / "s.npz"), image_size=8, channels=1)
+    for split, want in (("train", train), ("test", test)):
+        got = data.load(cfg, split)
+        assert got.shape == (len(want), 8, 8, 1)
+        np.testing.assert_array_equal(got[..., 0], want / np.float32(255))

@@ -27,10 +27,19 @@ from gejax.training.began import (
     pull_away,
     train_began,
 )
-from gejax.training.loop import DivergedError, batch_indices, fit, run_loop
-from gejax.training.monitor import FLOOR_HISTORY, read_history, split_monitor
+from gejax.training.loop import (
+    SECONDS_FILE,
+    DivergedError,
+    batch_indices,
+    fit,
+    run_loop,
+    seconds_ledger,
+    trained_seconds,
+)
+from gejax.training.monitor import FLOOR_HISTORY, held_back, read_history, split_monitor
 
-__all__ = ["AETrainConfig", "BeganState", "BeganTrainConfig", "DivergedError", "FLOOR_HISTORY",
-           "ae_init", "ae_names", "ae_step", "batch_indices", "began_init", "began_step",
-           "ema_update", "fit", "load_ae", "load_began", "mixed_batch", "pull_away",
-           "read_history", "run_loop", "split_monitor", "train_ae", "train_began"]
+__all__ = ["FLOOR_HISTORY", "SECONDS_FILE", "AETrainConfig", "BeganState", "BeganTrainConfig",
+           "DivergedError", "ae_init", "ae_names", "ae_step", "batch_indices", "began_init",
+           "began_step", "ema_update", "fit", "held_back", "load_ae", "load_began",
+           "mixed_batch", "pull_away", "read_history", "run_loop", "seconds_ledger",
+           "split_monitor", "train_ae", "train_began", "trained_seconds"]

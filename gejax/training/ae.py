@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -13,9 +14,10 @@ import jax.numpy as jnp
 import optax
 from flax.training.train_state import TrainState
 
-from gejax import checkpoint, data, models, parallel, tasks, validate
+from gejax import checkpoint, models, parallel, tasks, validate
 from gejax.training.began import load_began
 from gejax.training.loop import fit
+from gejax.training.monitor import held_back
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,17 +107,18 @@ def ae_step(state: TrainState, real: jax.Array, key: jax.Array, *, g_params,
 
 
 @checkpoint.one_writer(create=False)  # needs the workdir of train.began
-def train_ae(workdir: str, model: models.AEConfig, cfg: AETrainConfig, name: str = "ae"
-             ) -> TrainState:
+def train_ae(workdir: str, model: models.AEConfig, cfg: AETrainConfig, name: str = "ae",
+             stop: Callable[[], bool] | None = None) -> TrainState:
     """Train (or resume) GE1's autoencoder on real images and images from the workdir's G.
 
     `name` ("ae", or "ae_<suffix>" for more encoders, e.g. one per m for the m sweep) is
-    both the checkpoint folder and the config section.
+    both the checkpoint folder and the config section. It trains on the train images
+    that G's floor monitor does not hold back (`held_back`), for `cfg.steps` or until
+    `stop()` (train.all's budget).
     """
     cfg.check()
     if name != "ae" and not (name.startswith("ae_") and name[3:].isidentifier()):
         raise ValueError(f"autoencoder name must be 'ae' or 'ae_<suffix>', got {name!r}")
-    data_cfg = checkpoint.section(workdir, "data", data.DataConfig)
     began, g_params, _ = load_began(workdir)
     if (model.image_size, model.channels) != (began.image_size, began.channels):
         raise ValueError(f"autoencoder images {model.image_shape} must match G's "
@@ -123,8 +126,8 @@ def train_ae(workdir: str, model: models.AEConfig, cfg: AETrainConfig, name: str
     if parallel.is_primary():
         checkpoint.write_config(workdir, **{name: model, f"{name}_train": cfg})
     step_fn = functools.partial(ae_step, g_params=g_params, began=began, cfg=cfg)
-    return fit(workdir, name, ae_init(model, cfg), step_fn, data.source(data_cfg, "train"), cfg,
-               ("loss", "fake_mse", "real_mse"))
+    return fit(workdir, name, ae_init(model, cfg), step_fn, held_back(workdir)[0], cfg,
+               ("loss", "fake_mse", "real_mse"), stop=stop)
 
 
 def ae_names(workdir: str) -> list[str]:

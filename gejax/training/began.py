@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ from flax.training.train_state import TrainState
 
 from gejax import checkpoint, data, models, parallel, plotting, validate
 from gejax.training.loop import run_loop
-from gejax.training.monitor import floor_monitor, split_monitor
+from gejax.training.monitor import BEST, floor_monitor, split_monitor
 
 
 @dataclasses.dataclass(frozen=True)
@@ -178,10 +179,13 @@ def save_samples(workdir: str, g_params, model: models.BeganConfig, step: int) -
 
 @checkpoint.one_writer
 def train_began(workdir: str, data_cfg: data.DataConfig, model: models.BeganConfig,
-                cfg: BeganTrainConfig) -> BeganState:
-    """Train (or resume) BEGAN in `workdir`; returns the final state.
+                cfg: BeganTrainConfig, stop: Callable[[], bool] | None = None) -> BeganState:
+    """Train (or resume) BEGAN in `workdir` to `cfg.steps`, or until `stop()` (`run_loop`);
+    returns the final state.
 
-    G's floor on held-back train images is measured as it trains (`floor_monitor`).
+    G's floor on held-back train images is measured as it trains (`floor_monitor`), and
+    the parameters of the best G so far are kept in `began_best/`, which `load_began`
+    (every later command) prefers to the last.
     """
     cfg.check()
     if parallel.is_primary():
@@ -196,13 +200,18 @@ def train_began(workdir: str, data_cfg: data.DataConfig, model: models.BeganConf
         print(f"already trained to step {start} >= --steps {cfg.steps}; nothing to do")
         return state
     step_fn = functools.partial(began_step, model=model, cfg=cfg)
+
+    def keep(state: BeganState, step: int) -> None:
+        checkpoint.save_params(workdir, BEST, step, parallel.local_copy(_began_params(state)))
+
     t0 = time.time()
     state = run_loop(name="began", workdir=workdir, state=state, step_fn=step_fn, images=images,
                   cfg=cfg, start=start, postfix_keys=("M", "k", "l_real", "l_fake"),
                   params_of=_began_params,
                   on_checkpoint=lambda s, step: save_samples(workdir, s.g_ema, model, step),
-                  monitor=floor_monitor(workdir, held, model, cfg, start) if len(held) else None)
-    print(f"trained BEGAN steps {start}..{cfg.steps} in {time.time() - t0:.0f}s")
+                  monitor=floor_monitor(workdir, held, model, cfg, start, keep=keep)
+                  if len(held) else None, stop=stop)
+    print(f"trained BEGAN steps {start}..{int(state.g.step)} in {time.time() - t0:.0f}s")
     return state
 
 
@@ -212,11 +221,17 @@ def _began_params(state: BeganState) -> dict:
 
 
 def load_began(workdir: str) -> tuple[models.BeganConfig, Any, Any]:
-    """(config, G params, D params) from the newest BEGAN checkpoint of a workdir."""
+    """(config, G params, D params) of a workdir's BEGAN: the best G the floor monitor
+    kept (`began_best/`), else the newest checkpoint (runs without a monitor, and those
+    trained before it kept the best, as the shipped default)."""
     model = checkpoint.section(workdir, "began", models.BeganConfig)
     cfg = checkpoint.section(workdir, "began_train", BeganTrainConfig)
     target = jax.eval_shape(lambda: _began_params(began_init(model, cfg)))
-    params, _ = checkpoint.restore(workdir, "began", target, item="params")
+    params = None
+    if Path(workdir, BEST).is_dir():
+        params, _ = checkpoint.restore(workdir, BEST, target, item="params")
+    if params is None:
+        params, _ = checkpoint.restore(workdir, "began", target, item="params")
     if params is None:
         raise ValueError(f"{workdir} has no BEGAN checkpoint; run python -m train.began "
                          f"--workdir {workdir}")

@@ -8,6 +8,7 @@ how a run trains (e.g. a larger --steps continues a finished run), never its net
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 
 import tyro
 
@@ -52,8 +53,9 @@ def began_defaults(peeked: dict) -> BeganRun:
                     train=train, model=model)
 
 
-def began(run: BeganRun) -> None:
-    """`python -m train.began`: train (or resume) BEGAN in run.workdir."""
+def began(run: BeganRun, stop: Callable[[], bool] | None = None) -> None:
+    """`python -m train.began`: train (or resume) BEGAN in run.workdir (for at most
+    until `stop()`, train.all's budget)."""
     if "began" in checkpoint.read_config(run.workdir):
         model = checkpoint.section(run.workdir, "began", models.BeganConfig)
         if run.model != model:
@@ -65,7 +67,7 @@ def began(run: BeganRun) -> None:
         data_cfg = dataclasses.replace(data_cfg, name=run.dataset or data_cfg.name,
                                        tfds_dir=run.tfds_dir, image_size=run.model.image_size,
                                        channels=run.model.channels)
-    train_began(run.workdir, data_cfg, run.model, run.train)
+    train_began(run.workdir, data_cfg, run.model, run.train, stop=stop)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -94,14 +96,14 @@ def ae_defaults(peeked: dict) -> AERun:
     return AERun(workdir, name, AETrainConfig(), presets.ae(g.image_size, g.channels))
 
 
-def ae(run: AERun) -> None:
+def ae(run: AERun, stop: Callable[[], bool] | None = None) -> None:
     """`python -m train.ae`: train (or resume) autoencoder run.name in run.workdir."""
     if run.name in checkpoint.read_config(run.workdir):
         model = checkpoint.section(run.workdir, run.name, models.AEConfig)
         if run.model != model:
             raise ValueError(f"{run.workdir} holds an autoencoder of {model}; it cannot resume "
                              f"as {run.model}. Use a new --workdir.")
-    train_ae(run.workdir, run.model, run.train, name=run.name)
+    train_ae(run.workdir, run.model, run.train, name=run.name, stop=stop)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -125,6 +127,6 @@ def init_defaults(peeked: dict) -> InitRun:
     return InitRun(tyro.MISSING if workdir is None else workdir, encoder, presets.init())
 
 
-def init(run: InitRun) -> None:
+def init(run: InitRun, stop: Callable[[], bool] | None = None) -> None:
     """`python -m train.init`: train (or resume) Q for run.encoder in run.workdir."""
-    amortized.train_init(run.workdir, run.train, encoder=run.encoder)
+    amortized.train_init(run.workdir, run.train, encoder=run.encoder, stop=stop)

@@ -8,7 +8,10 @@ uninterrupted one.
 
 from __future__ import annotations
 
+import json
 import math
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,10 @@ from flax.training.train_state import TrainState
 from tqdm import tqdm
 
 from gejax import checkpoint, parallel
+
+# {name: [[step, seconds], ...]}: the training seconds of each run at each of its
+# checkpoints, summed over resumed runs (what `--minutes` budgets count).
+SECONDS_FILE = "train_seconds.json"
 
 
 def batch_indices(step: int, num_examples: int, batch_size: int, seed: int) -> np.ndarray:
@@ -39,9 +46,30 @@ class DivergedError(RuntimeError):
     """Training produced a non-finite loss; the last good checkpoint is kept."""
 
 
+def seconds_ledger(workdir: str) -> dict[str, list[list[float]]]:
+    """The workdir's `SECONDS_FILE` ({} before any checkpoint)."""
+    path = Path(workdir, SECONDS_FILE)
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def trained_seconds(workdir: str, name: str, upto: int | None = None) -> float:
+    """Training seconds of run `name` up to its checkpoint at step `upto` (default: the
+    newest record), over every process that trained it; 0 before its first checkpoint."""
+    records = [r for r in seconds_ledger(workdir).get(name, []) if upto is None or r[0] <= upto]
+    return records[-1][1] if records else 0.0
+
+
+def _record_seconds(workdir: str, name: str, step: int, seconds: float) -> None:
+    """Append (step, seconds) to run `name`'s ledger, dropping records past `step` (a
+    resumed run redoes them)."""
+    ledger = seconds_ledger(workdir)
+    ledger[name] = [r for r in ledger.get(name, []) if r[0] < step] + [[step, round(seconds, 1)]]
+    checkpoint.write_text_atomic(Path(workdir, SECONDS_FILE), json.dumps(ledger))
+
+
 def run_loop(*, name: str, workdir: str, state, step_fn, images, cfg,
              on_checkpoint, params_of, postfix_keys: tuple[str, ...], start: int,
-             monitor=None) -> Any:
+             monitor=None, stop: Callable[[], bool] | None = None) -> Any:
     """The shared loop: jitted steps, progress bar, TensorBoard, atomic Orbax checkpoints.
 
     With several devices the batch is split over all of them (data parallel, parameters
@@ -50,6 +78,11 @@ def run_loop(*, name: str, workdir: str, state, step_fn, images, cfg,
     `monitor(state, step)`, if given, runs on process 0 every `cfg.monitor_every` steps
     and at the end; the scalars it returns go to TensorBoard and the progress line.
     `images` (an (N, H, W, C) array or a data.Images) is read one batch at a time.
+
+    `stop()`, if given, is asked before every step (train.all's budget): once it says
+    True the loop checkpoints (and monitors) the step it reached as it would the last. A
+    run with no step yet takes one first, so that there is a network to load. The
+    training seconds of every checkpoint, summed over resumed runs, go to SECONDS_FILE.
     """
     from tensorboardX import SummaryWriter
 
@@ -65,11 +98,38 @@ def run_loop(*, name: str, workdir: str, state, step_fn, images, cfg,
     primary = parallel.is_primary()
     writer = SummaryWriter(str(Path(workdir, "tb", name))) if primary else None
     mngr = checkpoint.manager(workdir, name)
-    bar = tqdm(total=cfg.steps, initial=start, desc=name, unit="step", dynamic_ncols=True,
-               disable=not primary)
+    # With `stop` the steps are not known in advance (train.all gives a cap, not a goal).
+    bar = tqdm(total=None if stop is not None else cfg.steps, initial=start, desc=name,
+               unit="step", dynamic_ncols=True, disable=not primary)
     shown: dict[str, str] = {}
+    offset, t0 = trained_seconds(workdir, name, start), time.perf_counter()
+
+    def spent() -> float:
+        return offset + time.perf_counter() - t0
+
+    def save(state, done: int) -> None:
+        # A step's loss is computed before its update, so NaN parameters can precede the
+        # first NaN loss: never let them into a checkpoint.
+        if not _all_finite(params_of(state)):
+            raise DivergedError(
+                f"{name}: non-finite parameters after step {done}; the last good "
+                f"checkpoint in {Path(workdir, name)} is kept")
+        checkpoint.save(mngr, done, state, params_of(state))
+        if primary:
+            _record_seconds(workdir, name, done, spent())
+            on_checkpoint(state, done)
+
+    def observe(state, done: int) -> None:
+        for k, v in monitor(state, done).items():
+            writer.add_scalar(f"{name}/{k}", v, done)
+            shown[k] = f"{v:.5f}"
+        bar.set_postfix(shown)
+
+    done = start
     try:
         for step in range(start, cfg.steps):
+            if stop is not None and step > 0 and stop():
+                break
             rows = batch_indices(step, len(images), cfg.batch_size, cfg.seed)
             if mesh is None:
                 batch = images[rows]
@@ -91,21 +151,15 @@ def run_loop(*, name: str, workdir: str, state, step_fn, images, cfg,
                 bar.set_postfix(shown)
             bar.update(1)
             if done % cfg.checkpoint_every == 0 or done == cfg.steps:
-                # A step's loss is computed before its update, so NaN parameters can
-                # precede the first NaN loss: never let them into a checkpoint.
-                if not _all_finite(params_of(state)):
-                    raise DivergedError(
-                        f"{name}: non-finite parameters after step {done}; the last good "
-                        f"checkpoint in {Path(workdir, name)} is kept")
-                checkpoint.save(mngr, done, state, params_of(state))
-                if primary:
-                    on_checkpoint(state, done)
+                save(state, done)
             if monitor is not None and primary and (done % cfg.monitor_every == 0
                                                     or done == cfg.steps):
-                for k, v in monitor(state, done).items():
-                    writer.add_scalar(f"{name}/{k}", v, done)
-                    shown[k] = f"{v:.5f}"
-                bar.set_postfix(shown)
+                observe(state, done)
+        if start < done < cfg.steps:  # stopped: the step reached is kept as the last would be
+            if done % cfg.checkpoint_every:
+                save(state, done)
+            if monitor is not None and primary and done % cfg.monitor_every:
+                observe(state, done)
         mngr.wait_until_finished()
     finally:
         bar.close()
@@ -116,9 +170,9 @@ def run_loop(*, name: str, workdir: str, state, step_fn, images, cfg,
 
 
 def fit(workdir: str, name: str, state: TrainState, step_fn, images, cfg,
-        postfix_keys: tuple[str, ...]) -> TrainState:
+        postfix_keys: tuple[str, ...], stop: Callable[[], bool] | None = None) -> TrainState:
     """Resume `state` from the newest checkpoint `name` of the workdir, then train it to
-    `cfg.steps` with `run_loop` (train.ae and train.init)."""
+    `cfg.steps` (or until `stop()`) with `run_loop` (train.ae and train.init)."""
     restored, start = checkpoint.restore(workdir, name, state)
     if restored is not None:
         state = restored
@@ -128,4 +182,5 @@ def fit(workdir: str, name: str, state: TrainState, step_fn, images, cfg,
         return state
     return run_loop(name=name, workdir=workdir, state=state, step_fn=step_fn, images=images,
                     cfg=cfg, start=start, postfix_keys=postfix_keys,
-                    params_of=lambda s: s.params, on_checkpoint=lambda s, step: None)
+                    params_of=lambda s: s.params, on_checkpoint=lambda s, step: None,
+                    stop=stop)
