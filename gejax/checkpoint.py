@@ -129,17 +129,24 @@ def section(workdir: str | os.PathLike, name: str, cls):
     return cls(**config[name])
 
 
-def manager(workdir: str | os.PathLike, name: str, *, max_to_keep: int = 2
-            ) -> ocp.CheckpointManager:
+def manager(workdir: str | os.PathLike, name: str, *, max_to_keep: int = 2,
+            alone: bool = False) -> ocp.CheckpointManager:
     """The Orbax CheckpointManager of `workdir/name` (atomic saves; keeps the newest).
 
     Orbax writes each checkpoint into a temporary folder and renames it when complete,
     so a run killed mid-save leaves no checkpoint that `latest_step` would pick up.
+    Every process of a multi-host run must call it, unless `alone`: then this process
+    saves by itself (what it saves must be its own copy, `parallel.local_copy`).
     """
+    here, path = jax.process_index(), Path(workdir, name).absolute()
+    processes = ocp.options.MultiprocessingOptions()
+    if alone:
+        processes = ocp.options.MultiprocessingOptions(primary_host=here, active_processes={here})
+        path.mkdir(parents=True, exist_ok=True)  # Orbax's create= needs every process
     return ocp.CheckpointManager(
-        Path(workdir, name).absolute(),
-        item_handlers={item: ocp.StandardCheckpointHandler() for item in ITEMS},
-        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=True))
+        path, item_handlers={item: ocp.StandardCheckpointHandler() for item in ITEMS},
+        options=ocp.CheckpointManagerOptions(max_to_keep=max_to_keep, create=not alone,
+                                             multiprocessing_options=processes))
 
 
 def save(mngr: ocp.CheckpointManager, step: int, state, params) -> None:
@@ -154,8 +161,12 @@ def save(mngr: ocp.CheckpointManager, step: int, state, params) -> None:
 
 def save_params(workdir: str | os.PathLike, name: str, step: int, params) -> None:
     """Save `params` alone as checkpoint `step` of `workdir/name`, the only one kept there
-    (e.g. the best G so far, `began_best/`): it can be evaluated, not resumed."""
-    with manager(workdir, name, max_to_keep=1) as mngr:
+    (e.g. the best G so far, `began_best/`): it can be evaluated, not resumed. Process 0
+    calls it alone (the floor monitor runs there only)."""
+    alone = jax.process_count() > 1
+    if alone:  # Orbax refuses a process's own jax.Array in a multi-host run; NumPy it takes
+        params = jax.device_get(params)
+    with manager(workdir, name, max_to_keep=1, alone=alone) as mngr:
         mngr.save(step, args=ocp.args.Composite(params=ocp.args.StandardSave(params)))
         mngr.wait_until_finished()
 

@@ -18,6 +18,7 @@ import pytest
 import gejax
 from evaluate import cs
 from gejax import checkpoint, data, metrics, models, operators, parallel, report, training
+from gejax.training import monitor
 
 ROOT = Path(__file__).resolve().parents[1]
 KEY = jax.random.key(0)
@@ -98,10 +99,10 @@ def broken(tmp_path_factory):
     config = json.loads((w / "config.json").read_text())
     config["began"]["filters"] = 5
     (root / "other_config" / "config.json").write_text(json.dumps(config))
-    shutil.copytree(w, root / "damaged")
-    for f in (root / "damaged" / "began" / "2" / "params").rglob("*"):
-        if f.is_file() and f.parent.name == "d":
-            f.write_bytes(os.urandom(64))
+    shutil.copytree(w, root / "damaged")  # the last G and the best G the monitor kept
+    assert (root / "damaged" / monitor.BEST).is_dir()
+    for f in (root / "damaged").glob("began*/2/params/**/d/*"):
+        f.write_bytes(os.urandom(64))
     (root / "a_file").write_text("")
     return root
 
