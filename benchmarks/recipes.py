@@ -36,7 +36,7 @@ def raw_and_average(workdir: str) -> tuple[int, float, float] | None:
     state, step = checkpoint.restore(workdir, "began", training.began_init(model, cfg))
     if state is None:
         return None
-    data_cfg = checkpoint.section(workdir, "data", data.DataConfig)
+    data_cfg = checkpoint.data_section(workdir)
     _, held = training.split_monitor(data.load(data_cfg, "train"), cfg)
 
     return (step, training.monitored_floor(state.g.params, model, held, cfg),

@@ -21,6 +21,7 @@ import fcntl
 import functools
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,7 +29,7 @@ from pathlib import Path
 import jax
 import orbax.checkpoint as ocp
 
-from gejax import parallel
+from gejax import data, parallel
 
 CONFIG_FILE = "config.json"
 ITEMS = ("state", "params")
@@ -49,7 +50,23 @@ def exclusive(workdir: str | os.PathLike, *, create: bool = True) -> Iterator[No
     if not parallel.is_primary() or not (create or path.is_dir()):
         yield
         return
+    new = not path.exists()
     path.mkdir(parents=True, exist_ok=True)
+    with _locked(path, workdir):
+        try:
+            yield
+        except BaseException:
+            # A first command that fails before its first checkpoint (a mistyped
+            # --dataset, a damaged file) leaves no workdir behind whose config the
+            # corrected command would take as its own.
+            if new and not any(path.glob("*/*/_CHECKPOINT_METADATA")):
+                shutil.rmtree(path, ignore_errors=True)
+            raise
+
+
+@contextlib.contextmanager
+def _locked(path: Path, workdir) -> Iterator[None]:
+    """flock on `path/.lock`, or refuse naming the holder."""
     with open(path / LOCK_FILE, "a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -113,6 +130,12 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> None:
     os.umask(umask)
     os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual permissions
     os.replace(tmp, path)
+
+
+def data_section(workdir: str | os.PathLike) -> data.DataConfig:
+    """The workdir's data config, its dataset path found from any directory (`data.locate`)."""
+    cfg = section(workdir, "data", data.DataConfig)
+    return dataclasses.replace(cfg, name=data.locate(cfg.name, near=workdir))
 
 
 def section(workdir: str | os.PathLike, name: str, cls):

@@ -37,6 +37,7 @@ from pathlib import Path
 import grain
 import numpy as np
 from PIL import Image
+from tqdm import tqdm
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.1
@@ -53,6 +54,9 @@ class DataConfig:
     image_size: int = 32
     channels: int = 1
     tfds_dir: str | None = None
+    skip_damaged: bool = False
+    """a folder's unreadable image files are left out (counted in one warning line)
+    instead of refused before the first step"""
 
 
 class Images:
@@ -99,20 +103,33 @@ def source(config: DataConfig, split: str) -> Images:
         if name == "mnist":
             raw = _mnist_default()
         elif name.endswith(".npz") and _has_splits(name):  # its own train / test arrays
-            raw = _npz(name, split)
+            raw = npz_images(name, split)
             rows = np.arange(len(raw))
         elif name.endswith(".npz"):
-            raw = _npz(name)
+            raw = npz_images(name)
         elif os.path.isdir(name):
-            raw = _Folder(name, config.image_size)
+            raw = _Folder(image_files(name, config.skip_damaged), config.image_size)
         else:
             raise ValueError(f"unknown dataset {name!r}: use 'mnist', 'tfds:<name>', a folder "
                              "of images or an .npz file")
         if not name.endswith(".npz") or not _has_splits(name):
             rows = _split(len(raw), split)
-    fit = functools.partial(_fit, size=config.image_size, channels=config.channels)
-    return Images(grain.MapDataset.source(raw).map(fit), rows,
+    fitted = functools.partial(fit, size=config.image_size, channels=config.channels)
+    return Images(grain.MapDataset.source(raw).map(fitted), rows,
                   (config.image_size, config.image_size, config.channels))
+
+
+def locate(name: str, *, near: str | os.PathLike | None = None) -> str:
+    """A dataset name as a workdir stores it: a folder or file as an absolute path, so a
+    later command finds it from any directory; "mnist" and "tfds:..." as they are. A
+    relative path is looked for in the current directory, then (`near`, a workdir stored
+    before paths were made absolute) beside the workdir and inside it."""
+    if name == "mnist" or name.startswith("tfds:") or os.path.isabs(name):
+        return name
+    for base in ("", *((Path(near).parent, near) if near is not None else ())):
+        if os.path.exists(os.path.join(base, name)):
+            return os.path.abspath(os.path.join(base, name))
+    return name  # refused by `source`, as the user typed it
 
 
 def load(config: DataConfig, split: str) -> np.ndarray:
@@ -145,7 +162,7 @@ def _has_splits(path: str) -> bool:
         return {"train.npy", "test.npy"} <= set(z.namelist())
 
 
-def _npz(path: str, member: str | None = None) -> np.ndarray:
+def npz_images(path: str, member: str | None = None) -> np.ndarray:
     """The images array of an .npz (`member`, else "images", else the first):
     memory-mapped where stored uncompressed."""
     if not os.path.isfile(path):
@@ -155,12 +172,12 @@ def _npz(path: str, member: str | None = None) -> np.ndarray:
         with np.load(path) as f:
             x = np.asarray(f[member or ("images" if "images" in f.files else f.files[0])])
         if x.dtype != np.uint8:
-            x = _as_unit_float(x)
+            x = as_unit_float(x)
     if x.ndim == 3:
         x = x[..., None]
     if x.ndim != 4:
         raise ValueError(f"{path}: expected images (N, H, W[, C]), got shape {x.shape}")
-    return x  # a memmap's range is checked image by image as it is read (_fit)
+    return x  # a memmap's range is checked image by image as it is read (fit)
 
 
 def _npz_memmap(path: str, member: str | None = None) -> np.ndarray | None:
@@ -193,15 +210,39 @@ def _npz_memmap(path: str, member: str | None = None) -> np.ndarray | None:
     return np.memmap(path, dtype, "r", offset, shape, order="F" if fortran else "C")
 
 
-class _Folder:
-    """Image files of a folder, decoded one at a time: RGB, centre square, size x size."""
+@functools.lru_cache(maxsize=8)
+def image_files(path: str, skip_damaged: bool = False) -> tuple[Path, ...]:
+    """The image files of a folder, sorted, each checked before any is used: Pillow reads
+    its header and, for PNG, checks its chunks. Damaged files are named all in one error,
+    or with `skip_damaged` left out with one warning line (once per process and folder)."""
+    files = sorted(p for p in Path(path).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not files:
+        raise ValueError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {path}")
+    damaged = []
+    for f in tqdm(files, desc=f"checking {path}", unit="file", leave=False,
+                  disable=len(files) < 2000):
+        try:
+            with Image.open(f) as im:
+                im.verify()
+        except Exception as e:  # Pillow raises many types for a bad file
+            damaged.append(f"{f.name} ({type(e).__name__})")
+    if damaged and not skip_damaged:
+        raise ValueError(f"{len(damaged)} of the {len(files)} image files in {path} cannot be "
+                         f"read: {', '.join(damaged)}; remove or replace them, or pass "
+                         "--skip_damaged to leave them out")
+    if damaged:
+        print(f"warning: left out {len(damaged)} damaged image files of {path}: "
+              f"{', '.join(damaged[:10])}{' ...' if len(damaged) > 10 else ''}")
+        bad = {d.split(" (")[0] for d in damaged}
+        files = [f for f in files if f.name not in bad]
+    return tuple(files)
 
-    def __init__(self, path: str, size: int):
-        self.files = sorted(p for p in Path(path).iterdir()
-                            if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not self.files:
-            raise ValueError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {path}")
-        self.size = size
+
+class _Folder:
+    """Image files (`image_files`) decoded one at a time: RGB, centre square, size x size."""
+
+    def __init__(self, files: tuple[Path, ...], size: int):
+        self.files, self.size = files, size
 
     def __len__(self) -> int:
         return len(self.files)
@@ -242,7 +283,7 @@ def _tfds_image(example: dict, crop: int | None) -> np.ndarray:
     return im
 
 
-def _as_unit_float(x: np.ndarray) -> np.ndarray:
+def as_unit_float(x: np.ndarray) -> np.ndarray:
     if x.dtype == np.uint8:
         return x.astype(np.float32) / 255.0
     x = x.astype(np.float32)
@@ -263,7 +304,7 @@ def _resize(im: np.ndarray, size: int) -> np.ndarray:
     return out if out.ndim == 3 else out[..., None]
 
 
-def _fit(im: np.ndarray, size: int, channels: int) -> np.ndarray:
+def fit(im: np.ndarray, size: int, channels: int) -> np.ndarray:
     """One raw image (H, W[, C]), uint8 or float in [0, 1] -> (size, size, channels) float32:
     resized with Pillow's antialiased bicubic, grey <-> RGB converted."""
     x = np.asarray(im)
@@ -271,7 +312,7 @@ def _fit(im: np.ndarray, size: int, channels: int) -> np.ndarray:
         x = x[..., None]
     if x.shape[0] != size or x.shape[1] != size:
         x = _resize(x, size)
-    x = _as_unit_float(x)
+    x = as_unit_float(x)
     if x.shape[-1] == channels:
         return np.ascontiguousarray(x, np.float32)
     if x.shape[-1] == 3 and channels == 1:

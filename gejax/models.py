@@ -223,8 +223,16 @@ class ConvAutoencoder(_Autoencoder):
 @functools.cache
 def _apply_fn(module_cls: type[nn.Module], config, method: str) -> Callable:
     module = module_cls(config)
+    image_shape = (config.image_size, config.image_size, config.channels)
 
     def apply(params, x):
+        # A conv encoder can take another size without a word (28x28 and 32x32 give GE1
+        # the same code length), and another colour only with Flax's parameter-shape
+        # error: name both shapes instead.
+        if method == "encode" and tuple(x.shape[-3:]) != image_shape:
+            raise ValueError(f"{module_cls.__name__} takes images of shape {image_shape}, "
+                             f"got {tuple(x.shape[-3:])}: resize or convert them first "
+                             "(gejax.data.fit_images)")
         return module.apply(params, x, method=getattr(module_cls, method))
 
     apply.__name__ = f"{module_cls.__name__}.{method}"

@@ -55,6 +55,8 @@ class AllRun:
     embedded default's, z 64), celeba64 / celeba128 (RGB, the paper's), tiny (tests)"""
     tfds_dir: str | None = None
     """TFDS data_dir"""
+    skip_damaged: bool = False
+    """leave a folder's unreadable image files out instead of refusing them"""
     check_images: int = 16
     """held-back train images of the closing check"""
 
@@ -110,7 +112,7 @@ def _run_stage(run: AllRun, stage: str) -> None:
     if stage == "began":
         d = commands.began_defaults({"workdir": work, "preset": run.preset})
         commands.began(dataclasses.replace(
-            d, dataset=run.dataset, tfds_dir=run.tfds_dir,
+            d, dataset=run.dataset, tfds_dir=run.tfds_dir, skip_damaged=run.skip_damaged,
             train=dataclasses.replace(d.train, steps=STEP_CAP)), stop=stop)
         section = "began_train"
     elif stage == "ae":
@@ -164,6 +166,8 @@ def train_all(run: AllRun) -> dict:
     """`python -m train.all`: every stage within `run.minutes`, then `expectations`,
     printed and written to `all.json`. Returns the check's figures."""
     run.check()
+    if "data" in checkpoint.read_config(run.workdir):  # before a done stage is skipped
+        commands.same_data(run.workdir, run.dataset, run.tfds_dir, run.skip_damaged)
     for stage in SHARES:
         _run_stage(run, stage)
     record, t0 = _spent(run.workdir), time.perf_counter()

@@ -74,7 +74,7 @@ def load_networks(workdir: str) -> Networks:
                 inits["ge1" + name[2:]] = q
         else:  # the first by name, if several were trained for one task
             task_encoders.setdefault(corrupt, (name, models.ae_encoder_fn(ae_params, ae)))
-    data_cfg = checkpoint.section(workdir, "data", data.DataConfig)
+    data_cfg = checkpoint.data_section(workdir)
     return Networks(began, models.generator_fn(g_params, began), encoders, data_cfg,
                     task_encoders, inits)
 

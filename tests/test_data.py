@@ -73,7 +73,7 @@ def test_uncompressed_npz_is_memory_mapped_and_read_image_by_image(tmp_path):
     images = rng.integers(0, 256, (40, 8, 8, 3), dtype=np.uint8)
     np.savez(tmp_path / "x.npz", labels=np.arange(40), images=images)
     np.savez_compressed(tmp_path / "z.npz", images=images)
-    assert isinstance(data._npz(str(tmp_path / "x.npz")), np.memmap)
+    assert isinstance(data.npz_images(str(tmp_path / "x.npz")), np.memmap)
     rows = data._split(40, "train")
     for name in ("x.npz", "z.npz"):
         src = data.source(data.DataConfig(str(tmp_path / name), image_size=8, channels=3),
@@ -98,7 +98,9 @@ def test_a_folder_is_decoded_only_where_a_batch_asks(tmp_path, monkeypatch):
     monkeypatch.setattr(data.Image, "open", lambda f: opened.append(f) or real_open(f))
     cfg = data.DataConfig(str(tmp_path), image_size=8, channels=1)
     src = data.source(cfg, "train")
-    assert len(src) == 27 and opened == []  # listing the folder decodes nothing
+    assert len(src) == 27 and len(opened) == 30  # each file's header, checked up front
+    opened.clear()
+    assert len(data.source(cfg, "test")) == 3 and opened == []  # once per folder
     batch = src[np.array([3, 9])]
     assert batch.shape == (2, 8, 8, 1) and len(opened) == 2
     np.testing.assert_array_equal(batch, data.load(cfg, "train")[[3, 9]])

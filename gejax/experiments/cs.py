@@ -14,7 +14,15 @@ import jax.numpy as jnp
 import numpy as np
 
 from gejax import baselines, operators, plotting, report, validate, workdir
-from gejax.experiments.solve import SolverConfig, batched, check_solver, g_floor, solve
+from gejax.experiments import own
+from gejax.experiments.solve import (
+    SolverConfig,
+    batched,
+    check_learned,
+    check_solver,
+    g_floor,
+    solve,
+)
 from gejax.reconstruct import ga_measure, ge_measure
 from gejax.workdir import Networks
 
@@ -102,8 +110,9 @@ def run_cs(nets: Networks, x: np.ndarray, *, m: int, solver: SolverConfig,
         else:
             encoder = nets.encoder_for(name, m)
             if encoder is None:
-                log(f"{name:>11}  skipped: no {name} encoder with m={m} outputs in the workdir")
-                continue
+                raise ValueError(f"{name} needs an encoder with m={m} outputs, which the "
+                                 f"workdir lacks (train one: python -m train.ae --name "
+                                 f"ae_m{m} --code_dim {m}), or leave {name} out of --methods")
             measure = ge_measure(encoder)
             y = noisy(batched(measure, x, solver.batch_size), noise_sigma,
                       jax.random.fold_in(k_noise, CS_METHODS.index(name)))
@@ -125,8 +134,11 @@ def run_sweep(nets: Networks, x: np.ndarray, *, ms: list[int], solver: SolverCon
     points, images = {}, {}
     for m in ms:
         log(f"m = {m}")
+        ge1 = ("ge1",) if nets.encoder_for("ge1", m) is not None else ()
+        if not ge1:
+            log(f"GE1 skipped at m = {m}: the workdir has no GE1 encoder with m outputs")
         points[m], images[m] = run_cs(nets, x, m=m, solver=solver, lasso_alpha=lasso_alpha,
-                                      methods=("lasso", "ga", "ge1"), log=log)
+                                      methods=("lasso", "ga", *ge1), log=log)
     return report.curves(points, "m"), images
 
 
@@ -192,10 +204,20 @@ class CsRun:
     split: str = "test"
     """report on test; tune hyper-parameters on train"""
     num_images: int = 64
+    images: str | None = None
+    """your own clean images (a folder, an .npz or one image file) instead of the
+    workdir's --split"""
+    convert: str | None = None
+    """--images of another size or colour: resize (centre-crop, bicubic) or pad (zero-pad
+    smaller ones); None: refused"""
+    measurements: str | None = None
+    """your own measurements: an .npz with y (N, m) and A (m, pixels), and x to score
+    against if you have it; Lasso-DCT and GA reconstruct, each answer a PNG in --out"""
     out: str | None = None
-    """output folder; None: results/cs_m<m>"""
-    methods: str = ",".join(CS_METHODS)
-    """comma-separated, of lasso, lasso_m500, ga, ge0, ge1"""
+    """output folder; None: <workdir>/results/cs_m<m>, or results/cs_m<m> for the default"""
+    methods: str | None = None
+    """comma-separated, of lasso, lasso_m500, ga, ge0, ge1; None: those the workdir has
+    encoders for (a method asked for that cannot run is an error)"""
     lasso_alpha: float = LASSO_ALPHA
     """l1 weight of Lasso-DCT (chosen on the train split)"""
     reg: float | None = None
@@ -225,27 +247,29 @@ def evaluate(run: CsRun) -> None:
         run.solver, reg_ge=run.reg, reg_ga=run.reg)
     check_solver(solver)
     nets = workdir.load_networks(where)
-    x = workdir.eval_images(nets, run.num_images, run.split)
+    if run.measurements is not None:
+        return own.cs_measurements(run, nets, solver, where)
+    x, dataset, split = own.clean_images(nets, run)
     ms = [int(v) for v in run.sweep.split(",")] if run.sweep else []
     for m in [run.m, *ms]:
         check_m(m, x.shape[1:])
-    names = run.methods.split(",")
-    check_methods(names)
+    names = own.cs_methods(nets, run.methods, run.m)
+    check_learned(nets, solver, names, run.m)
     validate.number(run.noise_sigma, "--noise_sigma")
     levels = [float(v) for v in run.sweep_noise.split(",")] if run.sweep_noise else []
     for level in levels:
         validate.number(level, "--sweep_noise")
     # After the checks, so that a mistyped flag leaves no empty results/cs_m<m> behind.
-    out_dir = report.prepare_out(run.out or f"results/cs_m{run.m}")
-    print(f"compressed sensing: {len(x)} {run.split} images {x.shape[1:]} of "
-          f"{nets.data.name}, m={run.m}, solver {solver}")
+    out_dir = report.prepare_out(own.out_dir(run, f"cs_m{run.m}"))
+    print(f"compressed sensing: {len(x)} {split} images {x.shape[1:]} of "
+          f"{dataset}, m={run.m}, solver {solver}")
     spreads = {}
     methods, recon = run_cs(nets, x, m=run.m, solver=solver, methods=names,
                             lasso_alpha=run.lasso_alpha, noise_sigma=run.noise_sigma,
                             spreads=spreads)
-    results = {"experiment": "cs", "dataset": nets.data.name, "image_shape": list(x.shape[1:]),
+    results = {"experiment": "cs", "dataset": dataset, "image_shape": list(x.shape[1:]),
                "num_images": len(x), "m": run.m, "seed": solver.seed, "methods": methods,
-               **report.provenance(solver, where), "split": run.split,
+               **report.provenance(solver, where), "split": split,
                "noise_sigma": run.noise_sigma,
                "g_floor": g_floor(nets, x, solver)}
     print(f"G's floor on these images, min_z ||G(z) - x||^2: {results['g_floor']['mse']:.5f}")
@@ -272,7 +296,7 @@ def evaluate(run: CsRun) -> None:
                             out / "figure6.png",
                             errors={k: v["mse_std"] for k, v in sweep.items()},
                             xlabel="measurements m", ylabel="MSE per pixel ([0, 1] scale)",
-                            title=f"MSE vs m, {len(x)} {run.split} images")
+                            title=f"MSE vs m, {len(x)} {split} images")
             rows = [("original", x[shown])] + [
                 (f"GE1 m={m}", sweep_recon[m]["ge1"][shown]) for m in ms if "ge1" in sweep_recon[m]]
             plotting.image_grid(rows, out / "figure5.png", title="GE1 with increasing m")
@@ -280,7 +304,7 @@ def evaluate(run: CsRun) -> None:
             plotting.curves({k: (v["noise_sigma"], v["mse"]) for k, v in noise.items()},
                             out / "noise.png", errors={k: v["mse_std"] for k, v in noise.items()},
                             xlabel="measurement noise sigma", ylabel="MSE per pixel",
-                            title=f"MSE vs noise, m={run.m}, {len(x)} {run.split} images")
+                            title=f"MSE vs noise, m={run.m}, {len(x)} {split} images")
         if run.uncertainty and spreads:
             name = "ge1" if "ge1" in spreads else list(spreads)[-1]
             plotting.uncertainty(x[shown], recon[name][shown], spreads[name][shown],
@@ -289,10 +313,10 @@ def evaluate(run: CsRun) -> None:
         rows = [(label, x[shown] if key is None else recon[key][shown])
                 for label, key in ROWS if key is None or key in recon]
         plotting.image_grid(rows, out / "figure4.png",
-                            title=f"compressed sensing, m={run.m} ({nets.data.name})")
+                            title=f"compressed sensing, m={run.m} ({dataset})")
 
     table = report.markdown_table(results, title=f"Compressed sensing, m={run.m}, "
-                                  f"{len(x)} {run.split} images of {nets.data.name}")
+                                  f"{len(x)} {split} images of {dataset}")
     if table2 is not None:
         table += (f"\nTable 2 ({table2['encoder']}): MSE on G-made images "
                   f"{table2['fake']['mse']:.5f}, on real images {table2['real']['mse']:.5f}, "

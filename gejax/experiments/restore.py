@@ -13,6 +13,7 @@ import numpy as np
 from jax.tree_util import Partial
 
 from gejax import operators, plotting, report, tasks, workdir
+from gejax.experiments import own
 from gejax.experiments.solve import SolverConfig, batched, check_solver, g_floor, solve
 from gejax.reconstruct import ge_measure
 
@@ -51,8 +52,20 @@ class RestoreRun:
     split: str = "test"
     """report on test; tune hyper-parameters on train"""
     num_images: int = 32
+    images: str | None = None
+    """your own clean images (a folder, an .npz or one image file) instead of the
+    workdir's --split: degraded here, then scored"""
+    degraded: str | None = None
+    """your own degraded images (same forms; superres: the low-resolution ones): restored,
+    each answer written as a PNG into --out, with no score (no ground truth)"""
+    masks: str | None = None
+    """inpaint --degraded: each image's observed pixels (white) as images of the same
+    names or order"""
+    convert: str | None = None
+    """--images / --degraded of another size or colour: resize (centre-crop, bicubic) or
+    pad (zero-pad smaller ones); None: refused"""
     out: str | None = None
-    """output folder; None: results/<task>"""
+    """output folder; None: <workdir>/results/<task>, or results/<task> for the default"""
     reg: float | None = None
     """lambda for GE; None: the solver's reg_ge"""
     sweep_sigma: str | None = None
@@ -80,15 +93,13 @@ def run_restore(nets: workdir.Networks, x: np.ndarray, *, task: tasks.Task | str
     task = tasks.get(task) if isinstance(task, str) else task
     shape = x.shape[1:]
     task.check(shape)
-    k_degrade, k_solve = jax.random.split(jax.random.key(solver.seed))
+    k_degrade = jax.random.split(jax.random.key(solver.seed))[0]
     mask = task.observed_each(len(x), shape, k_degrade)  # (N, H, W, 1) or None
     params = task.params(shape)
     if mask is None:
-        s, s_params = task.operator(shape, k_degrade), None
         x_dagger = np.asarray(task.degrade(jnp.asarray(x), k_degrade))
-    else:  # S_i(x) = M_i x, each image's mask passed to the solver beside its y
+    else:
         mask = np.asarray(mask)
-        s, s_params = Partial(operators.apply_mask), mask
         x_dagger = x * mask
         params["keep_observed"] = keep_observed
     results, images = {}, {}
@@ -99,10 +110,29 @@ def run_restore(nets: workdir.Networks, x: np.ndarray, *, task: tasks.Task | str
         log(report.line(name, results[name], width=21))
 
     record("degraded", x_dagger, 0.0)
-    for name, baseline in task.baselines(shape, k_degrade, masks=mask).items():
+    restore_each(nets, x_dagger, task, solver, masks=mask, keep_observed=keep_observed,
+                 done=record)
+    return results, images, {"degraded_input": x_dagger, **params}
+
+
+def restore_each(nets: workdir.Networks, x_dagger: np.ndarray, task: tasks.Task,
+                 solver: SolverConfig, *, masks: np.ndarray | None, keep_observed: bool,
+                 done) -> None:
+    """Every method on degraded images x_dagger (N, H, W, C): the task's baselines, then
+    GE with each encoder; `done(name, x_hat, seconds, **run)` as each finishes (run: the
+    solver's settings and "spread" for GE). `masks` (N, H, W, 1): the observed pixels of
+    each image (inpainting), else None. Needs no ground truth (evaluate.restore
+    --degraded)."""
+    shape = x_dagger.shape[1:]
+    k_degrade, k_solve = jax.random.split(jax.random.key(solver.seed))
+    if masks is None:  # S as the task degrades
+        s, s_params = task.operator(shape, k_degrade), None
+    else:  # S_i(x) = M_i x, each image's mask passed to the solver beside its y
+        s, s_params = Partial(operators.apply_mask), masks
+    for name, baseline in task.baselines(shape, k_degrade, masks=masks).items():
         t0 = time.perf_counter()
         x_hat = baseline(x_dagger)
-        record(name, x_hat, time.perf_counter() - t0)
+        done(name, x_hat, time.perf_counter() - t0)
     x_in = task.ge_input(x_dagger)  # x_dagger itself, or preconditioned (deblur)
     ge = {"ge0": nets.encoders.get("ge0"), "ge1": nets.encoders.get("ge1")}
     task_ae, ge["ge1_task"] = nets.task_encoders.get(task.name, (None, None))
@@ -114,12 +144,11 @@ def run_restore(nets: workdir.Networks, x: np.ndarray, *, task: tasks.Task | str
         x_hat, seconds, run = solve(nets, measure, y, solver, solver.reg_ge, k_solve,
                                     name.upper(), learned=nets.inits.get(name),
                                     measure_params=s_params)
-        if mask is not None and keep_observed:
-            x_hat = mask * x_dagger + (1 - mask) * x_hat
-            run["spread"] = (1 - mask) * run["spread"]  # the kept pixels are certain
+        if masks is not None and keep_observed:
+            x_hat = masks * x_dagger + (1 - masks) * x_hat
+            run["spread"] = (1 - masks) * run["spread"]  # the kept pixels are certain
         extra = {"encoder": task_ae} if name == "ge1_task" else {}
-        record(name, x_hat, seconds, **run, **extra)
-    return results, images, {"degraded_input": x_dagger, **params}
+        done(name, x_hat, seconds, **run, **extra)
 
 
 def evaluate(run: RestoreRun) -> None:
@@ -137,10 +166,11 @@ def evaluate(run: RestoreRun) -> None:
         raise ValueError(f"--sweep_sigma applies to --task denoise, not {run.task}")
     for level in levels:
         dataclasses.replace(task, sigma=level).check(nets.began.image_shape)
-    x = workdir.eval_images(nets, run.num_images, run.split)
-    out_dir = report.prepare_out(run.out or f"results/{task.name}")
-    print(f"{task.name}: {len(x)} {run.split} images {x.shape[1:]} of {nets.data.name}, "
-          f"solver {solver}")
+    if run.degraded is not None:
+        return own.restore_degraded(run, nets, task, solver, where)
+    x, dataset, split = own.clean_images(nets, run)
+    out_dir = report.prepare_out(own.out_dir(run, task.name))
+    print(f"{task.name}: {len(x)} {split} images {x.shape[1:]} of {dataset}, solver {solver}")
     methods, recon, params = run_restore(nets, x, task=task, solver=solver,
                                          keep_observed=run.keep_observed)
     x_dagger = params.pop("degraded_input")
@@ -152,8 +182,8 @@ def evaluate(run: RestoreRun) -> None:
             points[level], _, _ = run_restore(nets, x, task=dataclasses.replace(task, sigma=level),
                                               solver=solver)
         sweep = report.curves(points, "sigma")
-    results = {"experiment": run.task, "dataset": nets.data.name,
-               "image_shape": list(x.shape[1:]), "num_images": len(x), "split": run.split,
+    results = {"experiment": run.task, "dataset": dataset,
+               "image_shape": list(x.shape[1:]), "num_images": len(x), "split": split,
                "seed": solver.seed, "task": params, "methods": methods,
                "g_floor": g_floor(nets, x, solver), **report.provenance(solver, where)}
     if sweep is not None:
@@ -164,14 +194,14 @@ def evaluate(run: RestoreRun) -> None:
         rows = [("original", x[shown]), ("degraded", x_dagger[shown])]
         rows += [(k, v[shown]) for k, v in recon.items() if k != "degraded"]
         plotting.image_grid(rows, out / f"{task.figure}.png",
-                            title=f"{task.name} ({nets.data.name})")
+                            title=f"{task.name} ({dataset})")
         if sweep is not None:
             plotting.curves({k: (v["sigma"], v["psnr"]) for k, v in sweep.items()},
                             out / "sweep_sigma.png", xlabel="noise sigma", ylabel="PSNR (dB)",
-                            logy=False, title=f"denoising, {len(x)} {run.split} images")
+                            logy=False, title=f"denoising, {len(x)} {split} images")
 
-    table = report.markdown_table(results, title=f"{task.name}, {len(x)} {run.split} images "
-                                  f"of {nets.data.name}")
+    table = report.markdown_table(results, title=f"{task.name}, {len(x)} {split} images "
+                                  f"of {dataset}")
     if sweep is not None:
         table += "\n" + report.sweep_table(sweep, "sigma", "psnr", title="PSNR (dB) vs noise")
     report.write_outputs(out_dir, results, table, figures)

@@ -54,9 +54,10 @@ class SolverConfig:
     """stop each image once its objective stops falling (reconstruct's tol; 0.6 chosen
     on train for a learned start with whitened Adam, docs/speed.md); 0: every step, as
     the paper"""
-    init: str = "learned"
-    """learned: GE1 starts at the workdir's learned start (train.init) where it has one,
-    else at random; random: the paper's protocol. GA and GE0 always start at random"""
+    init: str = "auto"
+    """auto: GE1 starts at the workdir's learned start (train.init) where it has one, else
+    at random; learned: the same, and an error where there is none; random: the paper's
+    protocol. GA and GE0 always start at random"""
     batch_size: int = 64
     """images solved at a time: memory stays flat in N; it changes no number"""
     whiten: bool | None = None
@@ -100,8 +101,23 @@ def check_solver(solver: SolverConfig) -> None:
     validate.number(solver.reg_ga, "--reg_ga")
     validate.number(solver.tol, "--tol")
     validate.integer(solver.batch_size, "--batch_size", 1)
-    if solver.init not in ("random", "learned"):
-        raise ValueError(f"--init must be 'random' or 'learned', got {solver.init!r}")
+    if solver.init not in ("auto", "learned", "random"):
+        raise ValueError(f"--init must be 'auto', 'learned' or 'random', got {solver.init!r}")
+
+
+def check_learned(nets: Networks, solver: SolverConfig, names, m: int | None = None) -> None:
+    """Refuse `--init learned` where a GE1 encoder to run has no learned start (`auto`
+    falls back to random starts there, and says so in results.json's "init")."""
+    if solver.init != "learned":
+        return
+    for name in names:
+        if not name.startswith("ge1"):
+            continue
+        has = (nets.init_for(name, m) if m is not None else nets.inits.get(name)) is not None
+        if not has:
+            raise ValueError(f"--init learned: {nets.data.name}'s workdir has no learned start "
+                             f"for {name}{f' with m={m}' if m else ''}; train one with python "
+                             "-m train.init --workdir W, or leave --init out")
 
 
 def batched(fn: Callable, x, batch_size: int):
@@ -131,7 +147,7 @@ def solve(nets: Networks, measure, y, solver: SolverConfig, reg: float, key, des
     """
     t0 = time.perf_counter()
     n, size = len(y), solver.batch_size
-    use_learned = solver.init == "learned" and learned is not None
+    use_learned = solver.init != "random" and learned is not None
     restarts, steps = solver.restarts_for(use_learned), solver.steps_for(use_learned)
     whiten = solver.whiten_for(use_learned)
     if use_learned and restarts == 1:  # no random start to draw (a program to compile)

@@ -188,9 +188,9 @@ def train_began(workdir: str, data_cfg: data.DataConfig, model: models.BeganConf
     (every later command) prefers to the last.
     """
     cfg.check()
+    images, held = split_monitor(data.source(data_cfg, "train"), cfg)  # refuses bad data
     if parallel.is_primary():
         checkpoint.write_config(workdir, data=data_cfg, began=model, began_train=cfg)
-    images, held = split_monitor(data.source(data_cfg, "train"), cfg)
     state = began_init(model, cfg)
     restored, start = checkpoint.restore(workdir, "began", state)
     if restored is not None:

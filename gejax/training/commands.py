@@ -31,6 +31,9 @@ class BeganRun:
     """'mnist', 'tfds:<name>', a folder of images or an .npz; None: the preset's"""
     tfds_dir: str | None = None
     """TFDS data_dir"""
+    skip_damaged: bool = False
+    """leave a folder's unreadable image files out (one warning line) instead of refusing
+    them before the first step"""
     train: BeganTrainConfig = BeganTrainConfig()
     model: models.BeganConfig = presets.mnist32().model
 
@@ -53,6 +56,20 @@ def began_defaults(peeked: dict) -> BeganRun:
                     train=train, model=model)
 
 
+def same_data(workdir: str, dataset: str | None, tfds_dir: str | None,
+              skip_damaged: bool) -> data.DataConfig:
+    """The data config of a workdir that has one; data flags that differ from it (a
+    workdir trains on one data set) are refused, as they would be ignored."""
+    stored = checkpoint.data_section(workdir)
+    given = {"dataset": (data.locate(dataset), stored.name), "tfds_dir": (tfds_dir,
+             stored.tfds_dir), "skip_damaged": (skip_damaged or None, stored.skip_damaged)}
+    for flag, (value, kept) in given.items():
+        if value is not None and value != kept:
+            raise ValueError(f"{workdir} trains on --{flag} {kept}, not {value}: leave the "
+                             "flag out to resume it, or use a new --workdir for other data")
+    return stored
+
+
 def began(run: BeganRun, stop: Callable[[], bool] | None = None) -> None:
     """`python -m train.began`: train (or resume) BEGAN in run.workdir (for at most
     until `stop()`, train.all's budget)."""
@@ -61,12 +78,13 @@ def began(run: BeganRun, stop: Callable[[], bool] | None = None) -> None:
         if run.model != model:
             raise ValueError(f"{run.workdir} holds a BEGAN of {model}; it cannot resume as "
                              f"{run.model}. Use a new --workdir.")
-        data_cfg = checkpoint.section(run.workdir, "data", data.DataConfig)
+        data_cfg = same_data(run.workdir, run.dataset, run.tfds_dir, run.skip_damaged)
     else:
         data_cfg = presets.BEGAN[run.preset]().data
-        data_cfg = dataclasses.replace(data_cfg, name=run.dataset or data_cfg.name,
-                                       tfds_dir=run.tfds_dir, image_size=run.model.image_size,
-                                       channels=run.model.channels)
+        data_cfg = dataclasses.replace(
+            data_cfg, name=data.locate(run.dataset or data_cfg.name), tfds_dir=run.tfds_dir,
+            image_size=run.model.image_size, channels=run.model.channels,
+            skip_damaged=run.skip_damaged)
     train_began(run.workdir, data_cfg, run.model, run.train, stop=stop)
 
 

@@ -46,7 +46,7 @@ def held_back(workdir: str) -> tuple:
     from gejax.training.began import BeganTrainConfig
 
     cfg = checkpoint.section(workdir, "began_train", BeganTrainConfig)
-    return split_monitor(data.source(checkpoint.section(workdir, "data", data.DataConfig),
+    return split_monitor(data.source(checkpoint.data_section(workdir),
                                      "train"), cfg)
 
 
