@@ -65,11 +65,16 @@ def lasso_dct(y: np.ndarray, a: np.ndarray, image_shape: tuple[int, int, int], *
 
 
 def bm3d_denoise(noisy: np.ndarray, sigma: float) -> np.ndarray:
-    """BM3D (Dabov et al.) with the true noise level, per image."""
+    """BM3D (Dabov et al.) with the true noise level, per image. Sides under 16 pixels are
+    mirror-padded to 16 first and cropped back: the bm3d package crashes the process
+    (a segmentation fault) on 8x8 images, smaller than its search window."""
     import bm3d
 
-    out = [np.asarray(bm3d.bm3d(x if x.shape[-1] == 3 else x[..., 0], sigma_psd=sigma))
-           for x in noisy]
+    h, w = noisy.shape[1:3]
+    pad = ((0, max(0, 16 - h)), (0, max(0, 16 - w)), (0, 0))
+    out = [np.asarray(bm3d.bm3d(np.pad(x, pad, mode="reflect") if x.shape[-1] == 3
+                                else np.pad(x, pad, mode="reflect")[..., 0],
+                                sigma_psd=sigma))[:h, :w] for x in noisy]
     out = np.stack(out).astype(np.float32)
     return np.clip(out if out.ndim == 4 else out[..., None], 0, 1)
 

@@ -24,7 +24,7 @@ from gejax import (
     tasks,
     workdir,
 )
-from gejax.experiments.solve import SolverConfig, check_learned, solve
+from gejax.experiments.solve import SolverConfig, solve
 from gejax.reconstruct import ga_measure
 
 GE_METHODS = ("ge0", "ge1")
@@ -107,7 +107,6 @@ def restore_degraded(run, nets: workdir.Networks, task: tasks.Task, solver: Solv
     from gejax.experiments.restore import restore_each
 
     shape = nets.began.image_shape
-    check_learned(nets, solver, ("ge1",))
     if isinstance(task, tasks.SuperRes):  # the low-resolution images, up-sampled as GE's x_dagger
         low = (shape[0] // task.factor, shape[1] // task.factor, shape[2])
         x_low, names = inputs.read(run.degraded, low, convert=run.convert,

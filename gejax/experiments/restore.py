@@ -14,7 +14,14 @@ from jax.tree_util import Partial
 
 from gejax import operators, plotting, report, tasks, workdir
 from gejax.experiments import own
-from gejax.experiments.solve import SolverConfig, batched, check_solver, g_floor, solve
+from gejax.experiments.solve import (
+    SolverConfig,
+    batched,
+    check_learned,
+    check_solver,
+    g_floor,
+    solve,
+)
 from gejax.reconstruct import ge_measure
 
 
@@ -161,6 +168,7 @@ def evaluate(run: RestoreRun) -> None:
     check_solver(solver)
     nets = workdir.load_networks(where)
     task.check(nets.began.image_shape)
+    check_learned(nets, solver, ("ge1",))
     levels = [float(v) for v in run.sweep_sigma.split(",")] if run.sweep_sigma else []
     if levels and not hasattr(task, "sigma"):
         raise ValueError(f"--sweep_sigma applies to --task denoise, not {run.task}")

@@ -61,7 +61,7 @@ def same_data(workdir: str, dataset: str | None, tfds_dir: str | None,
     """The data config of a workdir that has one; data flags that differ from it (a
     workdir trains on one data set) are refused, as they would be ignored."""
     stored = checkpoint.data_section(workdir)
-    given = {"dataset": (data.locate(dataset), stored.name), "tfds_dir": (tfds_dir,
+    given = {"dataset": (dataset and data.locate(dataset), stored.name), "tfds_dir": (tfds_dir,
              stored.tfds_dir), "skip_damaged": (skip_damaged or None, stored.skip_damaged)}
     for flag, (value, kept) in given.items():
         if value is not None and value != kept:

@@ -100,7 +100,8 @@ def floor_monitor(workdir: str, held: np.ndarray, model: models.BeganConfig,
         seconds = offset + time.perf_counter() - t0
         per_image = monitored_floor(parallel.local_copy(state.g_ema), model, held, cfg)
         record = {"step": step, "floor": float(per_image.mean()),
-                  "se": float(per_image.std(ddof=1) / np.sqrt(len(per_image))),
+                  "se": float(per_image.std(ddof=1) / np.sqrt(len(per_image)))
+                  if len(per_image) > 1 else 0.0,
                   "seconds": round(seconds, 1)}
         if best is None or better(per_image, np.asarray(best["per_image"])):
             keep(state, step)  # before the record that names it, so a kill leaves no gap
