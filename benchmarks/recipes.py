@@ -1,4 +1,4 @@
-"""G's floor against training time for BEGAN workdirs, the table of docs/prior.md.
+"""G's floor against training time for BEGAN workdirs, the table of docs/notes/prior.md.
 
     python benchmarks/recipes.py /path/to/workdir [/path/to/another ...]
 

@@ -28,7 +28,7 @@ def mnist32() -> BeganPreset:
         python -m train.began --workdir ckpt
 
     32x32 MNIST, f 16, z 64, m 128 (GE0's m is the paper's 128); 10,000 steps take
-    ~50 min alone on 2 CPU cores. G's floor on test digits: 0.0045 (docs/prior.md).
+    ~50 min alone on 2 CPU cores. G's floor on test digits: README's results section.
     """
     return BeganPreset(models.BeganConfig(image_size=32, channels=1, filters=16, latent_dim=64,
                                           code_dim=128),
@@ -42,7 +42,7 @@ def grey32() -> BeganPreset:
 
     On Fashion-MNIST's train split (monitor: 64 held-back images) z = 128 put G's floor
     25% under z = 64 after the same 2,000 steps (0.0092 against 0.0123), at the same
-    seconds per step (docs/training.md, "One command for your data"). G's floor is
+    seconds per step (docs/notes/training.md, "One command for your data"). G's floor is
     monitored on 256 held-back images, where the paired standard error between two
     checkpoints is 0.00013, a third of what 64 images give: the best G is a real one.
     """
@@ -110,7 +110,7 @@ def ae(image_size: int, channels: int) -> models.AEConfig:
         python -m train.ae --workdir ckpt      # 21,000 steps, ~75 min alone on 2 cores
 
     The shipped GE1; its training (AETrainConfig's defaults: real, G-made and degraded
-    inputs, one encoder for every task) is in docs/prior.md.
+    inputs, one encoder for every task) is in docs/notes/prior.md.
     """
     depth = min(4, (image_size & -image_size).bit_length() - 1)  # 2**depth divides the side
     # m 128, or half the pixels of images too small for 128 measurements to be "few".

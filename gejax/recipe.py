@@ -29,7 +29,7 @@ from gejax.experiments.cs import run_cs
 from gejax.experiments.solve import SolverConfig, g_floor
 from gejax.training import commands
 
-# Shares of the budget, measured on Fashion-MNIST's and MNIST's train splits (docs/training.md,
+# Shares of the budget, measured on Fashion-MNIST's and MNIST's train splits (docs/notes/training.md,
 # "One command"): G's floor falls fastest early and is near its plateau by half the budget;
 # the encoder gains little after its third; the learned start converges in minutes.
 SHARES = {"began": 0.50, "ae": 0.33, "init_ae": 0.12}

@@ -179,7 +179,7 @@ def reconstruct(generator: Callable, measure: Callable, y: jax.typing.ArrayLike,
         is even (Gauss-Newton) near the starts of up to 16 of the images, evenly spaced
         in the batch (`solver.whitening`: the Jacobians of measure(generator(z)) at
         their first restart's z). Near an answer, as from a learned start, this takes
-        several times fewer steps to the same objective (docs/speed.md); from random
+        several times fewer steps to the same objective (docs/notes/speed.md); from random
         starts it helps little. False (the default): Adam on z, as the paper.
       measure_params: optional pytree whose arrays have the leading axis B: image b is
         measured by measure(x, p_b), p_b its slice (its own mask, blur kernel, noise

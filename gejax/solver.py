@@ -63,7 +63,7 @@ def _optimizer():
 
 
 # Images whose Jacobians estimate the whitening basis, and its damping (relative to the
-# mean curvature), both chosen on *train* digits (docs/speed.md).
+# mean curvature), both chosen on *train* digits (docs/notes/speed.md).
 WHITEN_IMAGES = 16
 WHITEN_DAMPING = 1e-2
 
@@ -225,7 +225,7 @@ def solve_chunked(generator, measure, y, z, opt_state, reg, basis, *, steps,
 # image can start when another stops and still be solved as if it ran alone.
 
 # Rows (images x restarts) the CPU early-stop path computes at a time. Measured on the
-# embedded default (2-core CPU, docs/speed.md): a row-step costs about the same from 4 to
+# embedded default (2-core CPU, docs/notes/speed.md): a row-step costs about the same from 4 to
 # 64 rows (0.55-0.8 ms), so a small fixed width wastes little on the last images and
 # compiles one program, where each program costs seconds to compile or load.
 CPU_SLOT_ROWS = 16
@@ -234,7 +234,7 @@ CPU_SLOT_ROWS = 16
 # window (10 steps) stopped some images on a short plateau, before their objective fell
 # again: on 4 x 64 *train* digits (CS, m = 128, GE1 from its learned start) the worst group
 # of 64 ended 5.3% above the paper protocol's MSE at tol 0.03 (146 steps per image), with
-# two windows 3.6% at tol 0.06 (157 steps): docs/speed.md.
+# two windows 3.6% at tol 0.06 (157 steps): docs/notes/speed.md.
 STALL_WINDOWS = 2
 
 
@@ -366,7 +366,7 @@ def solve_chunked_tol(generator, measure, y, z, opt_state, reg, basis, tol, *, s
     Images take the slots in the order of their starting objective, largest first: those
     farthest from an answer tend to need the most steps, and starting them first leaves
     fewer slots idle while the last ones finish (256 *train* digits, CS from the learned
-    start: 285 windows against 313 in index order, docs/speed.md).
+    start: 285 windows against 313 in index order, docs/notes/speed.md).
 
     `progress` gets the batch's finished steps, counted as image-steps / B (rounded down
     as they accrue), so that they add up to `steps` when no image stops early.

@@ -30,7 +30,7 @@ class SolverConfig:
     that sees x, it ends 36% lower in CS and 12% in deblurring), and starting at the
     learned start reaches most of it at half the seconds: CS MSE 0.00495 -> 0.00423
     (floor 0.00364), deblurring 19.33 -> 20.11 dB, denoising 19.35 -> 19.61 dB
-    (docs/training.md). `init="random"` is the paper's protocol.
+    (docs/notes/training.md). `init="random"` is the paper's protocol.
 
     `reg_ge` and `reg_ga` are lambda for the two objectives, whose residuals have very
     different scales (m encoder outputs vs m Gaussian projections of H*W*C pixels). The
@@ -52,7 +52,7 @@ class SolverConfig:
     seed: int = 0
     tol: float = 0.0
     """stop each image once its objective stops falling (reconstruct's tol; 0.6 chosen
-    on train for a learned start with whitened Adam, docs/speed.md); 0: every step, as
+    on train for a learned start with whitened Adam, docs/notes/speed.md); 0: every step, as
     the paper"""
     init: str = "auto"
     """auto: GE1 starts at the workdir's learned start (train.init) where it has one, else
@@ -68,14 +68,14 @@ class SolverConfig:
         """Whitened Adam: `whiten` if given, else from a learned start with early stopping.
         Near the answer it reaches in 20 steps what plain Adam reaches in 140 (CS, train
         digits); from the paper's random starts it moved the MSE by -8% to +4% after 200
-        steps and by +24% to +37% after 100 (docs/speed.md). Not by default at tol 0, the
+        steps and by +24% to +37% after 100 (docs/notes/speed.md). Not by default at tol 0, the
         README's full-length runs, whose numbers were measured with plain Adam."""
         return self.whiten if self.whiten is not None else learned and self.tol > 0
 
     def restarts_for(self, learned: bool) -> int:
         """Starts per image: `restarts` if given, else the paper's 2 random ones, or 1 from
         a learned start (on 64 train images a second, random start moved the CS MSE by
-        0.2% and denoising not at all, and doubled the seconds: docs/speed.md)."""
+        0.2% and denoising not at all, and doubled the seconds: docs/notes/speed.md)."""
         if self.restarts is not None:
             return self.restarts
         return 1 if learned else 2
@@ -84,7 +84,7 @@ class SolverConfig:
         """Adam steps per start: `steps` if given, else the paper's 500, or 1,000 from a
         learned start alone. On train images the 1,000 steps lowered GE1's CS MSE by 7.5%
         (64 digits: 0.00373 -> 0.00345) and moved restoration by -0.14 to +0.07 dB (32 per
-        task; docs/training.md). Random starts, and G's floor, keep the paper's 500."""
+        task; docs/notes/training.md). Random starts, and G's floor, keep the paper's 500."""
         if self.steps is not None:
             return self.steps
         return 1000 if learned and self.restarts_for(learned) == 1 else 500

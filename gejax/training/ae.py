@@ -32,7 +32,7 @@ class AETrainConfig:
 
     21,000 steps: on 32 train images (GE1, paper protocol) 3,000 / 15,000 / 21,000 steps
     gave denoise 17.52 / 19.25 / 19.35 dB, deblur 17.24 / 18.37 / 19.54 dB, lines 20.58 /
-    20.88 / 21.16 dB, CS m=128 MSE 0.00513 / 0.00476 / 0.00478 (docs/training.md); 30,000
+    20.88 / 21.16 dB, CS m=128 MSE 0.00513 / 0.00476 / 0.00478 (docs/notes/training.md); 30,000
     gave 19.23 / 19.52 / 21.08 dB and 0.00541: no better.
     """
 

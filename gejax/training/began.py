@@ -31,7 +31,7 @@ class BeganTrainConfig:
     keeps G learning late, which the BEGAN authors found to limit mode collapse.
     On MNIST the paper's gamma 0.5 / lambda_k 0.001 left k_t near 0 for thousands of steps
     and G drew dim strokes that collapsed to "1"s; gamma 1.0 with lambda_k 0.1 gave the most
-    varied digits of plain BEGAN, still mostly "1"s (docs/prior.md).
+    varied digits of plain BEGAN, still mostly "1"s (docs/notes/prior.md).
 
     `pull_away` weighs EBGAN's pulling-away term (Zhao et al. 2017) on D's codes of each
     fake batch, added to G's loss only: BEGAN has no term that rewards G for variety, and
@@ -42,7 +42,7 @@ class BeganTrainConfig:
     `ema_decay` is the moving average of G's parameters that samples, checkpoints and
     reconstruction use (0: none). `monitor_*` set G's floor measured while training
     (`floor_monitor`; `monitor_steps` 0 turns it off). The defaults are the recipe of
-    the shipped embedded default (docs/prior.md; pinned by a test).
+    the shipped embedded default (docs/notes/prior.md; pinned by a test).
     """
 
     steps: int = 10000
