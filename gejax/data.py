@@ -37,11 +37,11 @@ from pathlib import Path
 import grain
 import numpy as np
 from PIL import Image
-from tqdm import tqdm
+
+from gejax import folder
 
 SPLIT_SEED = 0
 TEST_FRACTION = 0.1
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff"}
 # BEGAN / CSGM crop CelebA's 178x218 aligned faces to the central 108x108 square.
 CELEBA_CROP = 108
 
@@ -108,7 +108,9 @@ def source(config: DataConfig, split: str) -> Images:
         elif name.endswith(".npz"):
             raw = npz_images(name)
         elif os.path.isdir(name):
-            raw = _Folder(image_files(name, config.skip_damaged), config.image_size)
+            raw = folder.Folder(folder.image_files(name, config.skip_damaged),
+                                config.image_size)
+            folder.say_fit(name, config.skip_damaged, config.image_size, config.channels)
         else:
             raise ValueError(f"unknown dataset {name!r}: use 'mnist', 'tfds:<name>', a folder "
                              "of images or an .npz file")
@@ -208,52 +210,6 @@ def _npz_memmap(path: str, member: str | None = None) -> np.ndarray | None:
     if dtype.hasobject:
         return None
     return np.memmap(path, dtype, "r", offset, shape, order="F" if fortran else "C")
-
-
-@functools.lru_cache(maxsize=8)
-def image_files(path: str, skip_damaged: bool = False) -> tuple[Path, ...]:
-    """The image files of a folder, sorted, each checked before any is used: Pillow reads
-    its header and, for PNG, checks its chunks. Damaged files are named all in one error,
-    or with `skip_damaged` left out with one warning line (once per process and folder)."""
-    files = sorted(p for p in Path(path).iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise ValueError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in {path}")
-    damaged = []
-    for f in tqdm(files, desc=f"checking {path}", unit="file", leave=False,
-                  disable=len(files) < 2000):
-        try:
-            with Image.open(f) as im:
-                im.verify()
-        except Exception as e:  # Pillow raises many types for a bad file
-            damaged.append(f"{f.name} ({type(e).__name__})")
-    if damaged and not skip_damaged:
-        raise ValueError(f"{len(damaged)} of the {len(files)} image files in {path} cannot be "
-                         f"read: {', '.join(damaged)}; remove or replace them, or pass "
-                         "--skip_damaged to leave them out")
-    if damaged:
-        print(f"warning: left out {len(damaged)} damaged image files of {path}: "
-              f"{', '.join(damaged[:10])}{' ...' if len(damaged) > 10 else ''}")
-        bad = {d.split(" (")[0] for d in damaged}
-        files = [f for f in files if f.name not in bad]
-    return tuple(files)
-
-
-class _Folder:
-    """Image files (`image_files`) decoded one at a time: RGB, centre square, size x size."""
-
-    def __init__(self, files: tuple[Path, ...], size: int):
-        self.files, self.size = files, size
-
-    def __len__(self) -> int:
-        return len(self.files)
-
-    def __getitem__(self, i: int) -> np.ndarray:
-        with Image.open(self.files[i]) as im:
-            im = im.convert("RGB")
-            side = min(im.size)
-            left, top = (im.width - side) // 2, (im.height - side) // 2
-            return np.asarray(im.crop((left, top, left + side, top + side))
-                              .resize((self.size, self.size), Image.BICUBIC))
 
 
 def _tfds(name: str, split: str, config: DataConfig):

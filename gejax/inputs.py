@@ -19,10 +19,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from gejax import checkpoint, data
+from gejax import checkpoint, data, folder
 
 CONVERSIONS = ("resize", "pad")
-GREY_MODES = {"1", "L", "LA", "I", "I;16", "F"}
 
 
 def read(path: str, image_shape: tuple[int, int, int], *, convert: str | None = None,
@@ -106,7 +105,7 @@ def _raw(path: str) -> tuple[list[np.ndarray], list[str]]:
     """The images of `path` as they are stored ((H, W, C) uint8 or float) and their names."""
     p = Path(path)
     if p.is_dir():
-        files = data.image_files(path)
+        files = folder.image_files(path)
         return [_read_file(f) for f in files], [f.stem for f in files]
     if p.suffix == ".npz":
         x = data.npz_images(path)
@@ -122,7 +121,7 @@ def _raw(path: str) -> tuple[list[np.ndarray], list[str]]:
 
 def _read_file(f: Path) -> np.ndarray:
     with Image.open(f) as im:
-        im = im.convert("L" if im.mode in GREY_MODES else "RGB")
+        im = im.convert("L" if im.mode in folder.GREY_MODES else "RGB")
         x = np.asarray(im)
     return x[..., None] if x.ndim == 2 else x
 

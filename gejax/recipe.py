@@ -29,9 +29,10 @@ from gejax.experiments.cs import run_cs
 from gejax.experiments.solve import SolverConfig, g_floor
 from gejax.training import commands
 
-# Shares of the budget, measured on Fashion-MNIST's and MNIST's train splits (docs/notes/training.md,
-# "One command"): G's floor falls fastest early and is near its plateau by half the budget;
-# the encoder gains little after its third; the learned start converges in minutes.
+# Shares of the budget, measured on Fashion-MNIST's and MNIST's train splits
+# (docs/notes/training.md, "One command"): G's floor falls fastest early and is near its
+# plateau by half the budget; the encoder gains little after its third; the learned start
+# converges in minutes.
 SHARES = {"began": 0.50, "ae": 0.33, "init_ae": 0.12}
 # The rest, 5%, is the closing check's (and what the last stage overran by).
 STEP_CAP = 10**9  # a stage's --steps while it trains: its budget stops it

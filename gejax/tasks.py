@@ -112,7 +112,8 @@ class Deblur(Task):
     blur_sigma: float | None = None
     precondition: float = 0.5
     """GE encodes x_dagger + p (blind RL(x_dagger) - x_dagger); 0: x_dagger, the paper's.
-    0.5 was the best of {0, 0.25, 0.5, 0.75, 1} for GE1 on 64 *train* digits (docs/notes/training.md)"""
+    0.5 was the best of {0, 0.25, 0.5, 0.75, 1} for GE1 on 64 *train* digits
+    (docs/notes/training.md)"""
     name: ClassVar[str] = "deblur"
     figure: ClassVar[str] = "figure9"
 

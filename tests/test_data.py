@@ -3,7 +3,7 @@ import pytest
 import tensorflow_datasets as tfds
 from PIL import Image
 
-from gejax import data
+from gejax import data, folder
 
 
 def test_embedded_mnist_default_split():
@@ -94,8 +94,8 @@ def test_a_folder_is_decoded_only_where_a_batch_asks(tmp_path, monkeypatch):
         Image.fromarray(rng.integers(0, 256, (10, 10, 3), dtype=np.uint8)).save(
             tmp_path / f"{i:02d}.png")
     opened = []
-    real_open = data.Image.open
-    monkeypatch.setattr(data.Image, "open", lambda f: opened.append(f) or real_open(f))
+    real_open = folder.Image.open
+    monkeypatch.setattr(folder.Image, "open", lambda f: opened.append(f) or real_open(f))
     cfg = data.DataConfig(str(tmp_path), image_size=8, channels=1)
     src = data.source(cfg, "train")
     assert len(src) == 27 and len(opened) == 30  # each file's header, checked up front
