@@ -1,5 +1,6 @@
-"""What an experiment leaves behind: results.json (DESIGN.md's schema), results.md and the
-figures, each written atomically by process 0; and the per-method summary they hold.
+"""What an experiment leaves behind: results.json (schema: docs/guide/results.md),
+results.md and the figures, each written atomically by process 0; and the per-method
+summary they hold.
 """
 
 from __future__ import annotations

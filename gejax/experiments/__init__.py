@@ -1,8 +1,10 @@
-"""The paper's experiments, each a function from settings to results.json (DESIGN.md):
+"""The paper's experiments, each a function from settings to results.json (its schema:
+docs/guide/results.md):
 
     solve.py    the solver's settings, batched solves with progress, G's floor
     cs.py       compressed sensing: Tables 1-2, Figures 4-6 (`python -m evaluate.cs`)
     restore.py  restoration: Figures 8-11 (`python -m evaluate.restore`)
+    own.py      your images and measurements (`--images`, `--degraded`, `--measurements`)
 
 Every method sees the same images, operators and seeds; GE and GA restarts are chosen by
 their objective, never by the ground truth.

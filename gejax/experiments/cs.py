@@ -70,8 +70,8 @@ def run_cs(nets: Networks, x: np.ndarray, *, m: int, solver: SolverConfig,
     Note that the measurements' own scales differ: A has N(0, 1/m) entries, so A x is
     about ||x|| / sqrt(m) per entry, while EN(x) has the scale the encoder learned.
 
-    Returns (results dict of DESIGN.md, {method: reconstructions}); `spreads`, if a dict,
-    receives each solver method's per-pixel restart spread (N, H, W, C).
+    Returns (results dict of docs/guide/results.md, {method: reconstructions}); `spreads`,
+    if a dict, receives each solver method's per-pixel restart spread (N, H, W, C).
     """
     check_methods(methods)
     check_m(m, x.shape[1:])
