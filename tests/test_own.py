@@ -209,3 +209,16 @@ def test_own_measurements_reconstruct_with_lasso_and_ga(trained, tmp_path):
     np.savez(tmp_path / "bad.npz", y=np.ones((2, 10)), A=np.ones((10, 50)))
     with pytest.raises(ValueError, match=r"A must be \(m, 64\)"):
         _run(cs, "--workdir", full, "--measurements", tmp_path / "bad.npz")
+
+
+def test_the_shipped_default_restores_your_files_and_refuses_another_size(tmp_path):
+    mine = _pngs(tmp_path / "mine", 2, 28)  # MNIST's own size; the default takes 32x32
+    with pytest.raises(ValueError, match=r"im000 is 28x28 grey, the networks take 32x32 grey"
+                                         r".*--convert"):
+        _run(restore, "--task", "denoise", "--degraded", mine, "--out", tmp_path / "o", *FEW)
+    assert not (tmp_path / "o").exists()
+    _run(restore, "--task", "denoise", "--degraded", mine, "--convert", "pad", "--out",
+         tmp_path / "o", *FEW)
+    for method in ("degraded", "bm3d", "ge0", "ge1"):
+        with Image.open(tmp_path / "o" / method / "im001.png") as im:
+            assert im.size == (32, 32) and im.mode == "L"
