@@ -188,6 +188,9 @@ def test_own_images_are_scored_and_own_degraded_images_restored(trained, tmp_pat
     _run(restore, "--task", "superres", "--workdir", full, "--degraded", low, "--out",
          tmp_path / "sr", *FEW)
     assert (tmp_path / "sr" / "ge1" / "im001.png").exists()
+    with pytest.raises(ValueError, match="two different inputs"):
+        _run(restore, "--task", "denoise", "--workdir", full, "--degraded", noisy, "--images",
+             own, *FEW)
     with pytest.raises(ValueError, match="--masks"):
         _run(restore, "--task", "inpaint", "--workdir", full, "--degraded", noisy, *FEW)
 

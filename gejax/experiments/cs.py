@@ -15,14 +15,7 @@ import numpy as np
 
 from gejax import baselines, operators, plotting, report, validate, workdir
 from gejax.experiments import own
-from gejax.experiments.solve import (
-    SolverConfig,
-    batched,
-    check_learned,
-    check_solver,
-    g_floor,
-    solve,
-)
+from gejax.experiments.solve import SolverConfig, batched, check_solver, g_floor, solve
 from gejax.reconstruct import ga_measure, ge_measure
 from gejax.workdir import Networks
 
@@ -205,14 +198,11 @@ class CsRun:
     """report on test; tune hyper-parameters on train"""
     num_images: int = 64
     images: str | None = None
-    """your own clean images (a folder, an .npz or one image file) instead of the
-    workdir's --split"""
+    """your own clean images (a folder, an .npz or an image file) instead of --split"""
     convert: str | None = None
-    """--images of another size or colour: resize (centre-crop, bicubic) or pad (zero-pad
-    smaller ones); None: refused"""
+    """--images of another size or colour: resize or pad them; None: refused"""
     measurements: str | None = None
-    """your own measurements: an .npz with y (N, m) and A (m, pixels), and x to score
-    against if you have it; Lasso-DCT and GA reconstruct, each answer a PNG in --out"""
+    """an .npz of your y (N, m), A (m, pixels) and, to score, x: Lasso-DCT and GA run"""
     out: str | None = None
     """output folder; None: <workdir>/results/cs_m<m>, or results/cs_m<m> for the default"""
     methods: str | None = None
@@ -253,8 +243,7 @@ def evaluate(run: CsRun) -> None:
     ms = [int(v) for v in run.sweep.split(",")] if run.sweep else []
     for m in [run.m, *ms]:
         check_m(m, x.shape[1:])
-    names = own.cs_methods(nets, run.methods, run.m)
-    check_learned(nets, solver, names, run.m)
+    names = own.cs_methods(nets, run.methods, run.m, solver)
     validate.number(run.noise_sigma, "--noise_sigma")
     levels = [float(v) for v in run.sweep_noise.split(",")] if run.sweep_noise else []
     for level in levels:

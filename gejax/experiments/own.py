@@ -24,7 +24,7 @@ from gejax import (
     tasks,
     workdir,
 )
-from gejax.experiments.solve import SolverConfig, solve
+from gejax.experiments.solve import SolverConfig, check_learned, solve
 from gejax.reconstruct import ga_measure
 
 GE_METHODS = ("ge0", "ge1")
@@ -43,32 +43,41 @@ def clean_images(nets: workdir.Networks, run) -> tuple[np.ndarray, str, str]:
     """(x (N, H, W, C), the data set's name, the split's) of a command: the user's
     --images (the first --num_images of them), else the workdir's --split."""
     if run.images is None:
+        if run.convert is not None:
+            raise ValueError("--convert applies to --images, --degraded and --masks")
         return workdir.eval_images(nets, run.num_images, run.split), nets.data.name, run.split
     x, _ = inputs.read(run.images, nets.began.image_shape, convert=run.convert)
     return x[:run.num_images], run.images, "own"
 
 
-def cs_methods(nets: workdir.Networks, asked: str | None, m: int) -> list[str]:
+def _one_input(run, flag: str) -> None:
+    """Refuse --images beside --degraded or --measurements (`flag`): two inputs, one run."""
+    if run.images is not None:
+        raise ValueError(f"--images and --{flag} are two different inputs: give one")
+
+
+def cs_methods(nets: workdir.Networks, asked: str | None, m: int,
+               solver: SolverConfig) -> list[str]:
     """The compressed-sensing methods to run: those `asked` (comma-separated), each of
-    which must be able to run, or every one the workdir can run at m (the others said)."""
+    which must be able to run (`--init learned` too), or every one the workdir can run at
+    m (the others said)."""
     from gejax.experiments.cs import CS_METHODS, check_methods
 
     if asked is not None:
         names = asked.split(",")
         check_methods(names)
-        return names
-    names = []
-    for name in CS_METHODS:
-        if name in GE_METHODS and nets.encoder_for(name, m) is None:
+    else:
+        names = [n for n in CS_METHODS if n not in GE_METHODS or nets.encoder_for(n, m)]
+        for name in sorted(set(CS_METHODS) - set(names)):
             print(f"{name} left out: the workdir has no {name} encoder with m={m} outputs")
-        else:
-            names.append(name)
+    check_learned(nets, solver, names, m)
     return names
 
 
 def cs_measurements(run, nets: workdir.Networks, solver: SolverConfig, where: str) -> None:
     """`evaluate.cs --measurements F.npz`: Lasso-DCT and GA from the user's y = A x, each
     answer a PNG in --out/<method>/, with results.json (scored where F holds x)."""
+    _one_input(run, "measurements")
     shape = nets.began.image_shape
     y, a, x = inputs.read_measurements(run.measurements, int(np.prod(shape)))
     names = run.methods.split(",") if run.methods else ["lasso", "ga"]
@@ -106,6 +115,10 @@ def restore_degraded(run, nets: workdir.Networks, task: tasks.Task, solver: Solv
     --out/<method>/, beside results.json and a figure."""
     from gejax.experiments.restore import restore_each
 
+    _one_input(run, "degraded")
+    if run.sweep_sigma is not None:
+        raise ValueError("--sweep_sigma degrades clean images itself: use --images, not "
+                         "--degraded")
     shape = nets.began.image_shape
     if isinstance(task, tasks.SuperRes):  # the low-resolution images, up-sampled as GE's x_dagger
         low = (shape[0] // task.factor, shape[1] // task.factor, shape[2])
