@@ -108,6 +108,6 @@ def local_copy(tree):
 
 def to_host(x: jax.Array) -> np.ndarray:
     """The whole of a (possibly multi-host) array as NumPy on every process."""
-    if jax.process_count() == 1:
-        return np.asarray(x)
+    if jax.process_count() == 1 or getattr(x, "is_fully_addressable", True):
+        return np.asarray(x)  # local to this process: nothing to gather (not collective)
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import gejax
-from gejax import checkpoint, data, models, parallel, training
+from gejax import checkpoint, data, models, parallel, solver, training
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -43,8 +43,9 @@ def problem(tiny_began):
 def test_sharded_reconstruct_equals_one_device(problem, path, num_images, tol, whiten,
                                                monkeypatch):
     generator, measure, y, latent_dim = problem
-    monkeypatch.setattr(sys.modules["gejax.reconstruct"], "_chunked_here",
-                        lambda traced: path == "chunked" and not traced)
+    if path == "scan":  # the GPU/TPU host loop: 10 steps per call (CPU: one)
+        monkeypatch.setattr(sys.modules["gejax.reconstruct"], "_schedule",
+                            lambda b, r, mesh: (b, solver.CPU_CHUNK))
     kwargs = dict(key=jax.random.key(3), latent_dim=latent_dim, num_restarts=3, steps=32,
                   tol=tol, whiten=whiten)
     one = gejax.reconstruct(generator, measure, y[:num_images], **kwargs)

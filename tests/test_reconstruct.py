@@ -27,9 +27,12 @@ def _params(key):
 
 
 def _use_path(monkeypatch, path):
-    """Force the chunked (CPU) or the scan (GPU/TPU) path of the solver."""
+    """Force the host loop of the CPU ("chunked": a few images, one step per call) or of
+    GPU/TPU ("scan": every image, 10 steps per call)."""
     rec = sys.modules["gejax.reconstruct"]  # the module; gejax.reconstruct is the function
-    monkeypatch.setattr(rec, "_chunked_here", lambda traced: path == "chunked" and not traced)
+    monkeypatch.setattr(rec, "_schedule", lambda b, r, mesh: (
+        min(b, max(1, solver.CPU_SLOT_ROWS // r)), 1) if path == "chunked"
+        else (b, solver.CPU_CHUNK))
 
 
 @pytest.fixture(scope="module")
@@ -78,19 +81,21 @@ def test_early_stop_runs_images_in_slots_and_agrees_with_scan(problem, monkeypat
                                                               (16, LATENT))))
     kw = dict(key=jax.random.key(4), latent_dim=LATENT, num_restarts=2, steps=253, reg=1e-3,
               tol=1e-2)
-    rows, chunk = [], solver._step_tracked
-    monkeypatch.setattr(solver, "_step_tracked",
-                        lambda *a: rows.append(np.asarray(a[6])) or chunk(*a))
+    rows, advance = [], solver.advance
+    monkeypatch.setattr(solver, "advance",
+                        lambda *a, **k: rows.append(np.asarray(a[5])) or advance(*a, **k))
     _use_path(monkeypatch, "chunked")
     a = gejax.reconstruct(g, measure, y, **kw)
+    chunked = list(rows)  # the chunked path's calls only
     _use_path(monkeypatch, "scan")
     b = gejax.reconstruct(g, measure, y, **kw)
     width = solver.CPU_SLOT_ROWS // 2
-    assert {len(r) for r in rows} == {width}, rows
-    z0, _ = solver.init((y, ()), kw["key"], LATENT, 2, 0.1, None)
-    start = solver._objectives(g, measure, z0, (y, ()), jnp.float32(1e-3)).min(axis=1)
-    assert set(rows[0]) == set(np.argsort(-start)[:width].tolist())  # farthest first
-    assert set(np.concatenate(rows)) == set(range(16))  # every image got its turn
+    assert {len(r) for r in chunked} == {width}, chunked
+    problem = solver.Problem(y, (), None)
+    z0 = solver.start(problem, kw["key"], LATENT, 2, 0.1, None).z
+    start = solver.objectives(g, measure, problem, z0, jnp.float32(1e-3)).min(axis=1)
+    assert set(chunked[0]) == set(np.argsort(-start)[:width].tolist())  # farthest first
+    assert set(np.concatenate(chunked)) == set(range(16))  # every image got its turn
     assert len(np.unique(np.asarray(a.steps_run))) > 1  # the images stopped at different steps
     np.testing.assert_array_equal(a.steps_run, b.steps_run)
     np.testing.assert_allclose(a.objective, b.objective, rtol=1e-4, atol=1e-5)
@@ -100,11 +105,18 @@ def test_early_stop_runs_images_in_slots_and_agrees_with_scan(problem, monkeypat
 @pytest.mark.parametrize("xp", [np, jnp])
 def test_early_stop_compares_with_the_best_two_windows_earlier(xp):
     """A one-window plateau (80 -> 79) does not stop an image that fell 21% over two
-    windows; one that fell 3% over two windows stops at tol 5%; +inf means too early."""
+    windows; one that fell 3% over two windows stops at tol 5%; +inf means too early; at
+    tol 0 only the step count stops an image."""
     before = xp.asarray([[100.0, 80.0], [100.0, 99.0], [np.inf, 100.0]])
     best = xp.asarray([[79.0, 85.0], [98.0, 97.0], [50.0, 60.0]])  # (B, R): min over R
     assert solver.STALL_WINDOWS == before.shape[1]
-    np.testing.assert_array_equal(solver._stalled(before, best, 0.05, xp), [False, True, False])
+    steps_run = xp.asarray([20, 20, 20])
+    np.testing.assert_array_equal(solver._stops(before, best, steps_run, 50, 0.05, xp),
+                                  [False, True, False])
+    np.testing.assert_array_equal(solver._stops(before, best, steps_run, 50, 0.0, xp),
+                                  [False, False, False])
+    np.testing.assert_array_equal(solver._stops(before, best, xp.asarray([20, 20, 50]), 50,
+                                                0.0, xp), [False, False, True])
     np.testing.assert_array_equal(solver._shifted(before, best, xp),
                                   [[80.0, 79.0], [99.0, 97.0], [100.0, 50.0]])
 
@@ -154,9 +166,7 @@ def test_works_under_callers_jit_and_vmap(problem):
 def test_second_call_does_not_recompile(problem, monkeypatch):
     g, measure, y, *_ = problem
     kw = dict(latent_dim=LATENT, num_restarts=2)
-    jitted = (solver.init_jit, solver._chunk, solver._finish_jit, solver.solve_scan,
-              solver.solve_scan_tol, solver._step_tracked, solver._pick_tracked_jit,
-              solver._objectives_jit)
+    jitted = (solver.start_jit, solver.advance, solver.finish_jit, solver.objectives_jit)
     for path in ("chunked", "scan"):
         _use_path(monkeypatch, path)
         for tol in (0.0, 1e-3):  # one window with tol: which restarts stop may vary
@@ -175,18 +185,16 @@ def test_second_call_does_not_recompile(problem, monkeypatch):
 
 
 def test_one_solve_compiles_each_chunk_once(problem, monkeypatch):
-    """The CPU paths compile one program per chunk length (tol = 0: 10 and the rest) and one
-    for the early stop's slots, however many windows run: the first chunk's inputs are
-    committed as the later ones are (else the second chunk compiles again)."""
+    """The CPU path compiles one step program, with or without the early stop, however
+    many windows run (35 steps: 3 windows and a short one): the first call's inputs are
+    committed as the later ones are (else the second call compiles again)."""
     g, measure, y, *_ = problem
     _use_path(monkeypatch, "chunked")
-    for f in (solver._chunk, solver._step_tracked):
-        f.clear_cache()
+    solver.advance.clear_cache()
     gejax.reconstruct(g, measure, y, key=jax.random.key(0), latent_dim=LATENT, steps=35)
     gejax.reconstruct(g, measure, y, key=jax.random.key(0), latent_dim=LATENT, steps=200,
                       tol=1e-3)
-    assert solver._chunk._cache_size() == 2  # 10 steps, 5 steps
-    assert solver._step_tracked._cache_size() == 1
+    assert solver.advance._cache_size() == 1
 
 
 def test_ge_measure_with_real_networks(tiny_began, tiny_ae):
@@ -429,10 +437,13 @@ def test_progress_is_reported_on_every_path(problem, path, tol, monkeypatch):
     out = gejax.reconstruct(g, measure, y, key=jax.random.key(15), latent_dim=LATENT,
                             steps=157, tol=tol, progress=seen.append)
     assert all(n > 0 for n in seen)
-    if path == "chunked" and tol:  # images run in slots: the batch's image-steps / B
-        assert sum(seen) == int(np.sum(out.steps_run)) // len(y) < 157
-    else:  # all images step together, reported every 10 steps
-        assert sum(seen) == int(np.max(out.steps_run)) and len(seen) == -(-sum(seen) // 10)
+    assert sum(seen) == int(np.sum(out.steps_run)) // len(y)  # the batch's image-steps / B
+    if tol:
+        assert sum(seen) < 157
+    else:
+        assert sum(seen) == 157
+    if not tol and path == "scan":  # all images step together, reported every window
+        assert len(seen) == 16
 
 
 def _flat(x):
@@ -450,7 +461,7 @@ def test_per_image_operators_match_one_call_per_image_in_one_compile(problem, pa
     y = jax.vmap(measure)(x_true, masks)
     z0 = jax.random.normal(jax.random.key(6), (5, 2, LATENT))
     kw = dict(key=jax.random.key(0), latent_dim=LATENT, num_restarts=2, steps=60, reg=0.0)
-    program = solver._chunk if path == "chunked" else solver.solve_scan
+    program = solver.advance
     before = program._cache_size()
     batch = gejax.reconstruct(g, measure, y, init=z0, measure_params=masks, **kw)
     assert program._cache_size() == before + 1
@@ -515,14 +526,14 @@ def _stretched(key):
 def test_whitening_makes_the_gauss_newton_matrix_isotropic():
     g, m = _stretched(jax.random.key(20))
     measure = gejax.ga_measure(jnp.eye(LATENT))
-    z = jax.random.normal(jax.random.key(21), (3, LATENT))
-    y = (jax.vmap(measure)(jax.vmap(g)(z)), ())
+    z = jax.random.normal(jax.random.key(21), (LATENT,))
+    y = measure(g(z))
     h = m.T @ m + 0.5 * jnp.eye(LATENT)  # J^T J + reg I; J = M everywhere
-    p = solver.whitening(g, measure, z, y, 0.5, damping=0.0)
+    p = solver.whitening(g, measure, z, y, (), 0.5, damping=0.0)
     e = jnp.linalg.eigvalsh(h)
     np.testing.assert_allclose(p.T @ h @ p, e.mean() * jnp.eye(LATENT), rtol=1e-3, atol=1e-2)
     # Damping caps how far a flat direction is stretched: at most sqrt(1 / damping).
-    damped = solver.whitening(g, measure, z, y, 0.5, damping=1e-2)
+    damped = solver.whitening(g, measure, z, y, (), 0.5, damping=1e-2)
     assert float(jnp.linalg.norm(damped, ord=2)) <= 10.0 + 1e-3
 
 
@@ -550,17 +561,30 @@ def test_whitened_solve_under_callers_jit(problem):
     np.testing.assert_allclose(traced.objective, eager.objective, rtol=1e-4, atol=1e-6)
 
 
-def test_whitening_is_estimated_at_the_first_starts_of_spread_images(problem, monkeypatch):
+@pytest.mark.parametrize("path", ["chunked", "scan"])
+def test_an_answer_does_not_depend_on_its_batch_mates(problem, path, monkeypatch):
+    """Whitened, early-stopped (the fast path): 8 images solved as one batch, inside a batch
+    of 64, beside 24 others and each alone get the same answers, from per-image keys."""
     g, measure, *_ = problem
-    y = jax.vmap(measure)(jax.vmap(g)(0.5 * jax.random.normal(jax.random.key(27),
-                                                              (40, LATENT))))
-    init = jax.random.normal(jax.random.key(28), (40, LATENT))
-    seen, whitening = [], solver.whitening
-    monkeypatch.setattr(solver, "whitening", lambda g, m, z, data, reg: seen.append(
-        (np.asarray(z), np.asarray(data[0]))) or whitening(g, m, z, data, reg))
-    with jax.disable_jit():  # to see the arrays, not tracers
-        gejax.reconstruct(g, measure, y, key=jax.random.key(29), latent_dim=LATENT, steps=0,
-                          init=init, whiten=True)
-    rows = np.linspace(0, 39, solver.WHITEN_IMAGES).round().astype(int)
-    np.testing.assert_array_equal(seen[0][0], np.asarray(init)[rows])
-    np.testing.assert_array_equal(seen[0][1], np.asarray(y)[rows])
+    _use_path(monkeypatch, path)
+    y = jax.vmap(measure)(jax.vmap(g)(0.7 * jax.random.normal(jax.random.key(27),
+                                                              (64, LATENT))))
+    keys = jax.random.split(jax.random.key(28), 64)
+    kw = dict(latent_dim=LATENT, num_restarts=2, steps=200, tol=5e-2, whiten=True)
+
+    def solve(rows):
+        return gejax.reconstruct(g, measure, y[rows], key=keys[rows], **kw)
+
+    eight = np.arange(8)
+    def rows(out, i, j):
+        return gejax.Reconstruction(*(a[i:j] for a in out))
+
+    alone = [solve(np.array([b])) for b in eight]
+    ways = [solve(eight), rows(solve(np.arange(64)), 0, 8),
+            rows(solve(np.r_[np.arange(40, 52), eight, np.arange(52, 64)]), 12, 20),
+            gejax.Reconstruction(*(np.concatenate(a) for a in zip(*alone)))]
+    assert len(np.unique(np.asarray(ways[0].steps_run))) > 1  # the early stop did act
+    for other in ways[1:]:
+        np.testing.assert_array_equal(other.steps_run, ways[0].steps_run)
+        np.testing.assert_allclose(other.x_hat, ways[0].x_hat, atol=1e-5)
+        np.testing.assert_allclose(other.objective, ways[0].objective, rtol=1e-4, atol=1e-6)
