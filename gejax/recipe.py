@@ -132,8 +132,8 @@ def _run_stage(run: AllRun, stage: str) -> None:
 def expectations(work: str, num_images: int = 16) -> dict:
     """What a workdir's networks give on `num_images` held-back train images (N <= the
     monitor's): G's floor (the paper's protocol of 2 random starts x 500 steps), and
-    compressed sensing at GE1's m by GE1 (learned start, whitened Adam, early stop:
-    `--tol 0.6`) and GA (CSGM, the paper's protocol). Per-pixel MSEs on [0, 1]."""
+    compressed sensing at GE1's m by GE1 (the default protocol: learned start, whitened
+    Adam, early stop) and GA (CSGM, the paper's protocol). Per-pixel MSEs on [0, 1]."""
     nets = workdir.load_networks(work)
     _, held = training.held_back(work)
     if len(held) == 0:
@@ -141,10 +141,11 @@ def expectations(work: str, num_images: int = 16) -> dict:
                          "check on")
     x = held[:num_images]
     m = nets.code_dims["ge1"]
-    floor = g_floor(nets, x, SolverConfig())
+    paper = SolverConfig(protocol="paper")
+    floor = g_floor(nets, x, paper)
     quiet = dict(m=m, methods=(), log=lambda line: None)
-    ga, _ = run_cs(nets, x, solver=SolverConfig(), **{**quiet, "methods": ("ga",)})
-    ge1, _ = run_cs(nets, x, solver=SolverConfig(tol=0.6), **{**quiet, "methods": ("ge1",)})
+    ga, _ = run_cs(nets, x, solver=paper, **{**quiet, "methods": ("ga",)})
+    ge1, _ = run_cs(nets, x, solver=SolverConfig(), **{**quiet, "methods": ("ge1",)})
     return {"num_images": len(x), "m": m, "g_floor": floor["mse"], "ge1": ge1["ge1"]["mse"],
             "ga": ga["ga"]["mse"], "ge1_over_floor": ge1["ge1"]["mse"] / floor["mse"],
             "ge1_over_ga": ge1["ge1"]["mse"] / ga["ga"]["mse"],

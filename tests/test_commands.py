@@ -12,6 +12,7 @@ import pytest
 
 from evaluate import cs, restore
 from gejax import experiments, report, tasks
+from gejax.experiments.solve import FAST_TOL_LEARNED, FAST_TOL_RANDOM
 from gejax.reconstruct import ge_measure
 from gejax.workdir import eval_images, load_networks
 from train import ae, began
@@ -184,15 +185,24 @@ def test_learned_start_is_trained_and_used_by_ge1_only(workdir, tmp_path):
             steps=2, **settings), 1e-3, jax.random.key(0), "GE1", learned=learned)
         assert (run["init"], run["restarts"], run["steps"]) == (*used, 2)
     # Without --steps: the paper's 500 per random start, and its 2 x 500 restart-steps in
-    # one run for a learned start alone.
-    default = experiments.SolverConfig()
-    assert (default.steps_for(learned=True), default.steps_for(learned=False)) == (1000, 500)
-    assert experiments.SolverConfig(restarts=2).steps_for(learned=True) == 500
-    # Whitened Adam by default only where a learned start stops early; a flag overrides.
-    assert [experiments.SolverConfig(tol=t).whiten_for(learned) for t, learned in
-            ((6e-1, True), (0.0, True), (6e-1, False))] == [True, False, False]
-    assert experiments.SolverConfig(whiten=True).whiten_for(learned=False)
-    assert not experiments.SolverConfig(tol=0.5, whiten=False).whiten_for(learned=True)
+    # one run for a learned start alone; whitened Adam and an early stop from a learned start.
+    learned, default = nets.inits["ge1"], experiments.SolverConfig()
+    fast = default.options(1e-3, learned)
+    assert (fast.steps, fast.num_restarts, fast.whiten, fast.init) == (1000, 1, True, learned)
+    assert fast.tol == FAST_TOL_LEARNED > 0
+    rand = default.options(1.0)
+    assert (rand.steps, rand.num_restarts, rand.whiten, rand.init) == (500, 2, False, None)
+    assert rand.tol == FAST_TOL_RANDOM > 0
+    assert experiments.SolverConfig(restarts=2).options(1e-3, learned).steps == 500
+    # The paper's protocol: 2 random starts x 500 steps, every step, whatever is learned.
+    paper = experiments.SolverConfig(protocol="paper").options(1e-3, learned)
+    assert (paper.steps, paper.num_restarts, paper.tol, paper.whiten, paper.init) == (
+        500, 2, 0.0, False, None)
+    # A flag overrides the protocol's setting.
+    assert not experiments.SolverConfig(whiten=False).options(1e-3, learned).whiten
+    assert experiments.SolverConfig(tol=0.0).options(1e-3, learned).tol == 0.0
+    with pytest.raises(ValueError, match="--protocol paper"):
+        experiments.check_solver(experiments.SolverConfig(protocol="paper", init="learned"))
 
 
 def test_evaluation_in_batches_equals_one_batch(workdir):

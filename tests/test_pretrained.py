@@ -179,7 +179,7 @@ def test_shipped_learned_start_lands_near_the_image(nets, digits):
 # every solve: GA's, and one GE1 solve for compressed sensing, Table 2 and every task at
 # once (each image with its own S), so that the claims cost two compiled programs.
 CLAIM_IMAGES = 8
-CLAIM_SOLVER = experiments.SolverConfig(steps=200)  # the paper's 500 steps, cut for CI
+CLAIM_SOLVER = experiments.SolverConfig(protocol="paper", steps=200)  # 500 steps, cut for CI
 
 
 def _any_task_s(down_up, x, arguments):
@@ -241,9 +241,8 @@ def claims(nets, digits):
     y = experiments.batched(encoder, seen, 64)  # EN(x), EN(G(z)), EN(x_dagger): eq. 3, 6
     solved = reconstruct(nets.generator, measure, y, key=jax.random.fold_in(key, 7),
                          latent_dim=nets.began.latent_dim,
-                         num_restarts=CLAIM_SOLVER.restarts_for(learned=False),
-                         steps=CLAIM_SOLVER.steps, learning_rate=CLAIM_SOLVER.learning_rate,
-                         reg=CLAIM_SOLVER.reg_ge, measure_params=(masks, up),
+                         options=CLAIM_SOLVER.options(CLAIM_SOLVER.reg_ge),
+                         measure_params=(masks, up),
                          mesh=parallel.default_mesh())
     x_hat = np.clip(parallel.to_host(solved.x_hat), 0, 1)
     ge = np.asarray(metrics.mse(x_hat, truth)).reshape(len(groups), n)

@@ -15,83 +15,85 @@ from jax.tree_util import Partial
 from tqdm import tqdm
 
 from gejax import parallel, validate
-from gejax.reconstruct import _as_partial, projection_floor, reconstruct
+from gejax.reconstruct import Options, _as_partial, projection_floor, reconstruct
 from gejax.workdir import Networks
+
+
+# The default protocol's early stop, per start, chosen on *train* digits
+# (docs/notes/speed.md): from a learned start (whitened Adam) and from random starts.
+FAST_TOL_LEARNED = 0.3
+FAST_TOL_RANDOM = 0.03
 
 
 @dataclasses.dataclass(frozen=True)
 class SolverConfig:
-    """Adam on z from the paper: lr 0.1, 500 steps, 2 random starts; GE1 from its learned
-    start instead, where the workdir has one (`init`), for 1,000 steps: the paper's
-    restart-steps in one start (`steps_for`).
+    """The commands' solver settings, turned into one `gejax.Options` per method by
+    `options` (reconstruct's own vocabulary).
 
-    Why GE1's learned start by default: on 32 *train* digits the paper's two random starts
-    leave GE1's objective far above what exists (started at G's floor's z, a diagnostic
-    that sees x, it ends 36% lower in CS and 12% in deblurring), and starting at the
-    learned start reaches most of it at half the seconds: CS MSE 0.00495 -> 0.00423
-    (floor 0.00364), deblurring 19.33 -> 20.11 dB, denoising 19.35 -> 19.61 dB
-    (docs/notes/training.md). `init="random"` is the paper's protocol.
+    Two protocols. "paper": Adam on z from the paper, lr 0.1, 500 steps from each of 2
+    random starts, every step, for every method. "fast" (the default): GE1 from its
+    learned start alone where the workdir has one (train.init), whitened Adam, for at most
+    1,000 steps (the paper's 2 x 500 restart-steps in one start); random starts as the
+    paper; and each image stops once its objective stops falling (tol: FAST_TOL_LEARNED,
+    FAST_TOL_RANDOM). Any setting given as a flag overrides the protocol's.
+
+    Why GE1's learned start: on 32 *train* digits the paper's two random starts leave
+    GE1's objective far above what exists (started at G's floor's z, a diagnostic that
+    sees x, it ends 36% lower in CS and 12% in deblurring), and the learned start reaches
+    most of it at half the seconds (docs/notes/training.md).
 
     `reg_ge` and `reg_ga` are lambda for the two objectives, whose residuals have very
     different scales (m encoder outputs vs m Gaussian projections of H*W*C pixels). The
     defaults were the best of {0, 1e-3, 1e-2, 0.1} and {0.01, 0.1, 1, 10} on 16 *train*
     images of the embedded default at m = 128 (the MSE moved by < 15% over the range).
-    Re-checked with the pull-away G (train MSE): GE0 0.0095 at 0 vs 0.0101 at 1e-3, GE1
-    equal at both, GA within 2.5% over its range; the defaults were kept.
     """
 
+    protocol: str = "fast"
+    """fast: learned starts, whitening and early stops where they hold the quality; paper:
+    the paper's protocol exactly (2 random starts x 500 Adam steps, every step)"""
     steps: int | None = None
-    """Adam steps per start; None: the paper's 500, or 1,000 from GE1's learned start
-    alone, the paper's 2 x 500 restart-steps in one start (steps_for)"""
+    """Adam steps per start (at most, with tol); None: the protocol's"""
     restarts: int | None = None
-    """starts per image; None: the paper's 2 random ones, or GE1's learned start alone
-    where it has one (restarts_for)"""
+    """starts per image; None: the protocol's (2 random, or a learned start alone)"""
     learning_rate: float = 0.1
     reg_ge: float = 1e-3
     reg_ga: float = 1.0
     seed: int = 0
-    tol: float = 0.0
-    """stop each image once its objective stops falling (reconstruct's tol; 0.6 chosen
-    on train for a learned start with whitened Adam, docs/notes/speed.md); 0: every step, as
-    the paper"""
+    tol: float | None = None
+    """stop each image once its objective stops falling (reconstruct's tol); None: the
+    protocol's; 0: every step"""
     init: str = "auto"
     """auto: GE1 starts at the workdir's learned start (train.init) where it has one, else
-    at random; learned: the same, and an error where there is none; random: the paper's
-    protocol. GA and GE0 always start at random"""
+    at random; learned: the same, and an error where there is none; random: random starts
+    (the paper's). GA and GE0 always start at random"""
     batch_size: int = 64
     """images solved at a time: memory stays flat in N; it changes no number"""
     whiten: bool | None = None
-    """Adam in latent coordinates whitened by the curvature near the starts (reconstruct's
-    whiten); None: from a learned start with tol > 0 (whiten_for)"""
+    """Adam in latent coordinates whitened per image by the curvature at its start
+    (reconstruct's whiten); None: the protocol's (from a learned start in "fast")"""
 
-    def whiten_for(self, learned: bool) -> bool:
-        """Whitened Adam: `whiten` if given, else from a learned start with early stopping.
-        Near the answer it reaches in 20 steps what plain Adam reaches in 140 (CS, train
-        digits); from the paper's random starts it moved the MSE by -8% to +4% after 200
-        steps and by +24% to +37% after 100 (docs/notes/speed.md). Not by default at tol 0, the
-        README's full-length runs, whose numbers were measured with plain Adam."""
-        return self.whiten if self.whiten is not None else learned and self.tol > 0
-
-    def restarts_for(self, learned: bool) -> int:
-        """Starts per image: `restarts` if given, else the paper's 2 random ones, or 1 from
-        a learned start (on 64 train images a second, random start moved the CS MSE by
-        0.2% and denoising not at all, and doubled the seconds: docs/notes/speed.md)."""
-        if self.restarts is not None:
-            return self.restarts
-        return 1 if learned else 2
-
-    def steps_for(self, learned: bool) -> int:
-        """Adam steps per start: `steps` if given, else the paper's 500, or 1,000 from a
-        learned start alone. On train images the 1,000 steps lowered GE1's CS MSE by 7.5%
-        (64 digits: 0.00373 -> 0.00345) and moved restoration by -0.14 to +0.07 dB (32 per
-        task; docs/notes/training.md). Random starts, and G's floor, keep the paper's 500."""
-        if self.steps is not None:
-            return self.steps
-        return 1000 if learned and self.restarts_for(learned) == 1 else 500
+    def options(self, reg: float, learned: Callable | None = None) -> Options:
+        """reconstruct's Options for one method: `learned` (y_b -> z_b) its learned start,
+        used unless init is "random" or the protocol is the paper's."""
+        if self.protocol == "paper" or self.init == "random":
+            learned = None
+        fast = self.protocol == "fast"
+        alone = learned is not None and self.restarts in (None, 1)
+        tol = (FAST_TOL_LEARNED if learned is not None else FAST_TOL_RANDOM) if fast else 0.0
+        return Options(
+            num_restarts=self.restarts or (1 if learned is not None else 2),
+            steps=self.steps or (1000 if alone else 500),
+            learning_rate=self.learning_rate, reg=reg, init=learned,
+            tol=tol if self.tol is None else self.tol,
+            whiten=(fast and learned is not None) if self.whiten is None else self.whiten)
 
 
 def check_solver(solver: SolverConfig) -> None:
     """Refuse solver settings that cannot run, before any work is done."""
+    if solver.protocol not in ("fast", "paper"):
+        raise ValueError(f"--protocol must be 'fast' or 'paper', got {solver.protocol!r}")
+    if solver.protocol == "paper" and solver.init == "learned":
+        raise ValueError("--protocol paper starts at random: leave --init learned out")
     if solver.steps is not None:
         validate.integer(solver.steps, "--steps", 1)
     if solver.restarts is not None:
@@ -99,7 +101,8 @@ def check_solver(solver: SolverConfig) -> None:
     validate.number(solver.learning_rate, "--learning_rate", positive=True)
     validate.number(solver.reg_ge, "--reg_ge")
     validate.number(solver.reg_ga, "--reg_ga")
-    validate.number(solver.tol, "--tol")
+    if solver.tol is not None:
+        validate.number(solver.tol, "--tol")
     validate.integer(solver.batch_size, "--batch_size", 1)
     if solver.init not in ("auto", "learned", "random"):
         raise ValueError(f"--init must be 'auto', 'learned' or 'random', got {solver.init!r}")
@@ -133,73 +136,66 @@ def _vmapped(fn: Partial, x):
 
 
 def solve(nets: Networks, measure, y, solver: SolverConfig, reg: float, key, desc: str,
-           learned=None, measure_params=None) -> tuple[np.ndarray, float, dict]:
-    """reconstruct on all devices, `solver.batch_size` images at a time, with a progress bar.
+          learned=None, measure_params=None) -> tuple[np.ndarray, float, dict]:
+    """reconstruct with `solver.options(reg, learned)` on all devices, `solver.batch_size`
+    images at a time, with a progress bar.
 
-    The random starts of all N images are drawn at once from `key` (as one batch of N
-    would draw them), so the batch size changes no number. `learned` (Q: y -> z) sets
-    restart 0 of every image when `solver.init` is "learned". `measure_params` (arrays
-    with the leading axis N) are `reconstruct`'s, sliced with y.
+    Image i draws its random starts from its own key (`jax.random.split(key, N)[i]`), so
+    that neither the batch size nor the other images change its answer. `learned` (y_b ->
+    z_b) is the method's learned start; `measure_params` (arrays with the leading axis N)
+    are reconstruct's, sliced with y.
 
-    Returns (x_hat (N, H, W, C), seconds, {"init", "restarts", "steps", "whiten",
+    Returns (x_hat (N, H, W, C), seconds, {"init", "restarts", "steps", "tol", "whiten",
     "steps_run", "spread"}), "spread" the restarts' per-pixel spread (N, H, W, C)
     (`Reconstruction.spread`).
     """
     t0 = time.perf_counter()
     n, size = len(y), solver.batch_size
-    use_learned = solver.init != "random" and learned is not None
-    restarts, steps = solver.restarts_for(use_learned), solver.steps_for(use_learned)
-    whiten = solver.whiten_for(use_learned)
-    if use_learned and restarts == 1:  # no random start to draw (a program to compile)
-        z0 = batched(learned, y, size)[:, None]
-    else:
-        z0 = jax.random.normal(key, (n, restarts, nets.began.latent_dim), jnp.float32)
-        if use_learned:
-            z0 = z0.at[:, 0].set(batched(learned, y, size))
+    options = solver.options(reg, learned)
+    keys = jax.random.split(key, n)
     x_hat, steps_run, spread = [], [], []
-    with tqdm(total=steps * -(-n // size), desc=desc, unit="step", leave=False,
+    total = options.steps * -(-n // size)
+    with tqdm(total=total, desc=desc, unit="step", leave=False,
               disable=not parallel.is_primary()) as bar:
         for i in range(0, n, size):
             rows = jax.tree_util.tree_map(lambda a, i=i: a[i:i + size], measure_params)
-            out = reconstruct(nets.generator, measure, y[i:i + size], key=key,
-                              latent_dim=nets.began.latent_dim, num_restarts=restarts,
-                              steps=steps, learning_rate=solver.learning_rate, reg=reg,
-                              init=z0[i:i + size], tol=solver.tol,
-                              whiten=whiten, measure_params=rows,
-                              progress=bar.update, mesh=parallel.default_mesh())
+            out = reconstruct(nets.generator, measure, y[i:i + size], key=keys[i:i + size],
+                              latent_dim=nets.began.latent_dim, options=options,
+                              measure_params=rows, progress=bar.update,
+                              mesh=parallel.default_mesh())
             x_hat.append(parallel.to_host(out.x_hat))
             steps_run.append(parallel.to_host(out.steps_run))
             spread.append(parallel.to_host(out.spread))
-            bar.update(steps * (i // size + 1) - bar.n)  # steps an early stop skipped
+            bar.update(options.steps * (i // size + 1) - bar.n)  # steps an early stop skipped
     steps_run = np.concatenate(steps_run)
     return np.concatenate(x_hat), time.perf_counter() - t0, {
-        "init": "learned" if use_learned else "random", "restarts": restarts, "steps": steps,
-        "whiten": whiten, "steps_run": float(steps_run.mean()),
+        "init": "random" if options.init is None else "learned",
+        "restarts": options.num_restarts, "steps": options.steps, "tol": options.tol,
+        "whiten": options.whiten, "steps_run": float(steps_run.mean()),
         "spread": np.concatenate(spread)}
 
 
 def g_floor(nets: Networks, x: np.ndarray, solver: SolverConfig) -> dict:
     """G's floor on the evaluated images x (N, H, W, C), beside every results.json.
 
-    `reconstruct.projection_floor` with the solver's steps, restarts and learning rate
-    (lambda 0, random starts, no early stop: a reference, not a method): no method that
-    returns G(z) can beat it on these images, so it tells a weak G from a weak encoder or
-    solver. Solved `solver.batch_size` images at a time from starts drawn for all N.
+    `reconstruct.projection_floor` with the solver's random-start options (lambda 0): no
+    method that returns G(z) can beat it on these images, so it tells a weak G from a weak
+    encoder or solver. Solved `solver.batch_size` images at a time, each image from its
+    own key.
     """
     t0 = time.perf_counter()
     n, size = len(x), solver.batch_size
-    key = jax.random.fold_in(jax.random.key(solver.seed + 1), 8)
-    restarts, steps = solver.restarts_for(learned=False), solver.steps_for(learned=False)
-    z0 = jax.random.normal(key, (n, restarts, nets.began.latent_dim), jnp.float32)
+    options = solver.options(0.0)
+    keys = jax.random.split(jax.random.fold_in(jax.random.key(solver.seed + 1), 8), n)
     mse = []
-    with tqdm(total=steps * -(-n // size), desc="G's floor", unit="step", leave=False,
-              disable=not parallel.is_primary()) as bar:
+    with tqdm(total=options.steps * -(-n // size), desc="G's floor", unit="step",
+              leave=False, disable=not parallel.is_primary()) as bar:
         for i in range(0, n, size):
             mse.append(np.asarray(projection_floor(
-                nets.generator, x[i:i + size], key=key, latent_dim=nets.began.latent_dim,
-                num_restarts=restarts, steps=steps, init=z0[i:i + size],
-                learning_rate=solver.learning_rate, progress=bar.update,
+                nets.generator, x[i:i + size], key=keys[i:i + size],
+                latent_dim=nets.began.latent_dim, options=options, progress=bar.update,
                 mesh=parallel.default_mesh())))
+            bar.update(options.steps * (i // size + 1) - bar.n)
     mse = np.concatenate(mse)
-    return {"mse": float(mse.mean()), "mse_std": float(mse.std()),
+    return {"mse": float(mse.mean()), "mse_std": float(mse.std()), "tol": options.tol,
             "seconds": time.perf_counter() - t0}
