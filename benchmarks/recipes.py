@@ -15,7 +15,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from gejax import checkpoint, data, models, presets, training
+from gejax import checkpoint, data, models, training
+from gejax.training import presets
 
 
 def recipe(workdir: str) -> str:

@@ -2,9 +2,10 @@
 
     workdir/
       config.json      {"data": DataConfig, "began": BeganConfig, "began_train": {...},
-                        "ae": AEConfig, "ae_train": {...}}
+                        "ae": AEConfig, "ae_train": {...}, "init_ae": ..., ...}
       began/<step>/    Orbax checkpoints: "state" (G, D, optimisers, k_t) and "params"
       ae/<step>/       the same for GE1's autoencoder (ae_<suffix>/ for more encoders)
+      init_ae/<step>/  the same for the learned start of autoencoder ae (train.init)
       samples/         PNG grids of G(z) for fixed z at each BEGAN checkpoint
       tb/              TensorBoard scalars
       .lock            held by the run that writes to the workdir (`one_writer`)
@@ -34,6 +35,34 @@ from gejax import data, parallel
 CONFIG_FILE = "config.json"
 ITEMS = ("state", "params")
 LOCK_FILE = ".lock"
+
+
+# A workdir's parts, each named once here: a config.json section, "<part>_train" beside
+# it, and a checkpoint folder. "began"; the autoencoders "ae" and "ae_<suffix>", whose
+# encoders the experiments call GE1, "ge1" and "ge1_<suffix>"; and "init_<autoencoder>",
+# an autoencoder's learned start.
+def train_section(part: str) -> str:
+    return f"{part}_train"
+
+
+def is_autoencoder(part: str) -> bool:
+    return part == "ae" or (part.startswith("ae_") and part[3:].isidentifier())
+
+
+def autoencoders(workdir: str | os.PathLike) -> list[str]:
+    """The autoencoders trained in a workdir ("ae", "ae_m64", ...), sorted."""
+    config = read_config(workdir)
+    return sorted(k for k in config if is_autoencoder(k) and train_section(k) in config)
+
+
+def encoder_method(autoencoder: str) -> str:
+    """The experiments' name of an autoencoder's encoder: "ae_m64" -> "ge1_m64"."""
+    return "ge1" + autoencoder[2:]
+
+
+def init_part(autoencoder: str) -> str:
+    """The part that holds an autoencoder's learned start: "ae" -> "init_ae"."""
+    return f"init_{autoencoder}"
 
 
 @contextlib.contextmanager
@@ -202,6 +231,25 @@ def drop_after(workdir: str | os.PathLike, name: str, step: int) -> None:
         for s in mngr.all_steps():
             if s > step:
                 mngr.delete(s)
+
+
+def load(workdir: str | os.PathLike, part: str, model_cls, train_cls,
+         params_of: Callable, command: str, folders: tuple[str, ...] = ()):
+    """(model config, params) of a workdir's `part`, the one loader of every network:
+    the configs from config.json (`part`, `train_section(part)`), the params from the
+    first of `folders` (default: `part`) that holds a checkpoint, shaped by
+    params_of(model, train config) (traced abstractly). Where none does, an error naming
+    `command`, which trains it."""
+    model = section(workdir, part, model_cls)
+    cfg = section(workdir, train_section(part), train_cls)
+    target = jax.eval_shape(lambda: params_of(model, cfg))
+    for folder in folders or (part,):
+        if Path(workdir, folder).is_dir():
+            params, _ = restore(workdir, folder, target, item="params")
+            if params is not None:
+                return model, params
+    raise ValueError(f"{workdir} has no {part} checkpoint; run python -m {command} "
+                     f"--workdir {workdir}")
 
 
 def restore(workdir: str | os.PathLike, name: str, target, item: str = "state"):

@@ -16,7 +16,7 @@ import jax
 import tyro
 
 from gejax import parallel
-from gejax.training import DivergedError
+from gejax.validate import DivergedError
 
 # Where compiled programs are kept between runs, unless JAX_COMPILATION_CACHE_DIR says.
 CACHE = Path.home() / ".cache" / "gejax" / "xla"

@@ -111,3 +111,11 @@ def to_host(x: jax.Array) -> np.ndarray:
     if jax.process_count() == 1 or getattr(x, "is_fully_addressable", True):
         return np.asarray(x)  # local to this process: nothing to gather (not collective)
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def committed(tree):
+    """`tree` committed to its one device, as a jitted program's outputs are: the second
+    call would otherwise find its inputs changed from uncommitted to committed and compile
+    again. On several devices as it is (a mesh placed what it splits)."""
+    devices = set().union(*(a.sharding.device_set for a in jax.tree_util.tree_leaves(tree)))
+    return jax.device_put(tree, devices.pop()) if len(devices) == 1 else tree

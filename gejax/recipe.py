@@ -24,10 +24,10 @@ import json
 import time
 from pathlib import Path
 
-from gejax import amortized, checkpoint, presets, training, validate, workdir
+from gejax import checkpoint, training, validate, workdir
 from gejax.experiments.cs import run_cs
 from gejax.experiments.solve import SolverConfig, g_floor
-from gejax.training import commands
+from gejax.training import commands, presets
 
 # Shares of the budget, measured on Fashion-MNIST's and MNIST's train splits
 # (docs/notes/training.md, "One command"): G's floor falls fastest early and is near its
@@ -125,7 +125,7 @@ def _run_stage(run: AllRun, stage: str) -> None:
         d = commands.init_defaults({"workdir": work, "encoder": "ae"})
         commands.init(dataclasses.replace(d, train=dataclasses.replace(d.train, steps=STEP_CAP)),
                       stop=stop)
-        section = f"{amortized.name_for('ae')}_train"
+        section = checkpoint.train_section(checkpoint.init_part("ae"))
     _finish(work, stage, section, record, spent())
 
 

@@ -25,6 +25,7 @@ several times fewer steps.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 
 import jax
@@ -215,12 +216,12 @@ def reconstruct(generator: Callable, measure: Callable, y: jax.typing.ArrayLike,
     """
     given = dict(num_restarts=num_restarts, steps=steps, learning_rate=learning_rate,
                  reg=reg, init=init, tol=tol, whiten=whiten)
-    options = (options or Options()).replace(**{k: v for k, v in given.items()
-                                                if v is not None})
+    options = dataclasses.replace(options or Options(),
+                                  **{k: v for k, v in given.items() if v is not None})
     y = jnp.asarray(y) if not validate.is_traced(y) else y
     z0 = options.init
     if z0 is not None and not callable(z0) and not validate.is_traced(z0):
-        options = options.replace(init=jnp.asarray(z0, jnp.float32))
+        options = dataclasses.replace(options, init=jnp.asarray(z0, jnp.float32))
     args = () if measure_params is None else (jax.tree_util.tree_map(
         lambda a: a if validate.is_traced(a) else jnp.asarray(a), measure_params),)
     if isinstance(key, jax.Array | np.ndarray) and key.dtype == np.uint32:

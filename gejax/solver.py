@@ -1,6 +1,5 @@
-"""The Adam solve behind `gejax.reconstruct`: its options, the objective, one Adam step,
-and one loop over windows of steps, driven from Python or inside one program.
-Internal but for `Options`: call `reconstruct`.
+"""The Adam solve behind `gejax.reconstruct` (call that; `Options` is public): the
+objective, one Adam step, and one loop over windows of steps, from Python or in a program.
 
 Every image carries its own measurement, operator arguments, whitening basis and Adam
 state (`Problem`, `State`), so that an image's answer never depends on the images that
@@ -46,9 +45,6 @@ class Options:
     tol: float = 0.0
     whiten: bool = False
 
-    def replace(self, **changes) -> "Options":
-        return dataclasses.replace(self, **changes)
-
 
 class Reconstruction(NamedTuple):
     """What `reconstruct` returns.
@@ -59,11 +55,9 @@ class Reconstruction(NamedTuple):
       objective: (B, R) the final objective of every image and restart.
       best_restart: (B,) index of the restart chosen (argmin of `objective`).
       steps_run: (B,) Adam steps each image ran: `steps`, or fewer where `tol` stopped it.
-      spread: (B, H, W, C) how much the restarts disagree, per pixel, around the answer:
-        sqrt(sum_r w_r (G(z_r) - x_hat)^2) with weights w_r proportional to
-        exp(-(f_r - f_best) / f_best) of the objectives f (a restart whose objective is
-        twice the best counts e^-1 as much as one that ties it). 0 where every restart
-        agrees, and always 0 with one restart.
+      spread: (B, H, W, C) how much the restarts disagree per pixel: sqrt(sum_r w_r
+        (G(z_r) - x_hat)^2), w_r proportional to exp(-(f_r - f_best) / f_best) of the
+        objectives f (a restart at twice the best objective counts e^-1); 0 with one.
     """
 
     x_hat: jax.Array
@@ -112,13 +106,12 @@ WHITEN_ROWS = 16
 
 
 def whitening(generator, measure, z, y, args, reg, damping=WHITEN_DAMPING):
-    """One image's basis P (L, L), in which its objective's curvature near z (L,) is even,
-    from the Gauss-Newton matrix H = J^T J + reg I, J (M, L) the Jacobian of
-    measure(generator(z), *args) (y is unused: H does not depend on it), H = U diag(e) U^T,
-    P = U diag(sqrt(mean(e) / (e + damping mean(e)))). Adam on u with z = P u then takes
-    even steps along G's steep and flat directions, where on z its per-coordinate scaling
-    cannot undo a rotation (the shipped GE1's H spans 0.8 to 3,500). The scale keeps
-    directions of mean curvature as they are."""
+    """One image's basis P (L, L), in which its objective's curvature near z (L,) is even:
+    H = J^T J + reg I = U diag(e) U^T (Gauss-Newton; J (M, L) the Jacobian of
+    measure(generator(z), *args); y unused), P = U diag(sqrt(mean(e) / (e + damping
+    mean(e)))). Adam on u with z = P u takes even steps along G's steep and flat
+    directions, which on z its per-coordinate scaling cannot (the shipped GE1's H spans
+    0.8 to 3,500); directions of mean curvature keep their scale."""
     del y
     j = jax.jacfwd(lambda z: measure(generator(z), *args).reshape(-1))(z)  # L forward passes
     e, u = jnp.linalg.eigh(j.T @ j + reg * jnp.eye(z.shape[-1]))
@@ -131,8 +124,6 @@ def bases(generator, measure, problem: Problem, z, reg):
     return jax.vmap(whitening, in_axes=(None, None, 0, 0, 0, None))(
         generator, measure, z[:, 0], problem.y, problem.args, reg)
 
-
-bases_jit = jax.jit(bases)
 
 
 def start(problem: Problem, key, latent_dim, num_restarts, learning_rate, z0) -> State:
@@ -176,9 +167,8 @@ def step(generator, measure, problem: Problem, reg, state: State, live) -> State
         updates = jnp.einsum("brk,blk->brl", updates, p)
     z = optax.apply_updates(state.z, updates)
 
-    def keep(new, old):
+    def keep(new, old):  # the images not `live` as they were
         return jnp.where(live.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
-
     return State(keep(z, state.z), jax.tree_util.tree_map(keep, opt_state, state.opt_state),
                  best_z, best)
 
@@ -188,16 +178,14 @@ def step(generator, measure, problem: Problem, reg, state: State, live) -> State
 # that has run `steps`.
 CPU_CHUNK = 10
 
-# One window (10 steps) stopped some images on a short plateau, before their objective
-# fell again: on 4 x 64 *train* digits (CS, m = 128, GE1 from its learned start) the worst
-# group of 64 ended 5.3% above the paper protocol's MSE at tol 0.03, with two windows 3.6%
-# at tol 0.06 (docs/notes/speed.md).
+# One window stopped some images on a short plateau: on 4 x 64 *train* digits (CS, m =
+# 128, GE1 learned start) the worst 64 ended 5.3% above the paper protocol's MSE at tol
+# 0.03, with two windows 3.6% at tol 0.06 (docs/notes/speed.md).
 STALL_WINDOWS = 2
 
-# Rows (images x restarts) a host window steps at a time on XLA:CPU. On the embedded
-# default (2-core CPU, docs/notes/speed.md) a row-step costs about the same from 4 to 64
-# rows, so a small fixed width wastes little on the last images and compiles one
-# program, where each program costs seconds to compile or load.
+# Rows (images x restarts) a host window steps at a time on XLA:CPU, where a row-step
+# costs about the same from 4 to 128 rows (docs/notes/speed.md): a small fixed width
+# wastes little on the last images and compiles one program (seconds each).
 CPU_SLOT_ROWS = 16
 
 
@@ -223,12 +211,9 @@ def _shifted(before, best, xp=jnp):
 @functools.partial(jax.jit, static_argnames=("length",))
 def advance(generator, measure, problem, reg, state, rows, left, first, *, length):
     """Steps first .. first + length - 1 of a window on the images `rows` (W,), image j
-    only while the step is below left[j]; the other images are left as they are.
-    Gathering and scattering inside the program keeps many small per-leaf ops off the host.
-
-    On XLA:CPU the host calls it with length 1: it compiles in about 1 s, where 10 steps
-    in one program took 3-4 s at the same seconds per step (a loop runs the convolutions
-    several times slower there), and a short solve pays mostly compiling."""
+    only while the step is below left[j]; the others are left as they are. Gathering and
+    scattering inside the program keeps many small per-leaf ops off the host. (On XLA:CPU
+    length is 1: a loop runs the convolutions several times slower there.)"""
     sub = jax.tree_util.tree_map(lambda a: a[rows], (problem, state))
 
     def one(s, i):
@@ -244,13 +229,11 @@ def run_host(generator, measure, problem, reg, state, *, steps, tol, width, leng
     reaches `steps`) of the first `width` images still going, `length` steps per call of
     `advance`, until every image has stopped. Returns (state, steps_run (B,) NumPy).
 
-    Images take the slots in the order of their starting objective, largest first: those
-    farthest from an answer tend to need the most steps, and starting them first leaves
-    fewer slots idle while the last ones finish (docs/notes/speed.md).
+    Images take the slots largest starting objective first: the farthest from an answer
+    tend to need the most steps, and fewer slots idle while they finish.
 
-    `progress(n)` gets the steps just finished, counted as the batch's image-steps / B
-    (rounded down as they accrue), so that its calls add up to `steps` when no image
-    stops early.
+    `progress(n)` gets the steps just finished as the batch's image-steps / B (rounded
+    down as they accrue): its calls add up to `steps` when no image stops early.
     """
     b = state.z.shape[0]
     first = parallel.to_host(objectives_jit(generator, measure, problem, state.z, reg)).min(1)
@@ -315,27 +298,13 @@ def finish(generator, measure, problem, reg, state: State, steps_run, tol):
     x_all = jax.vmap(jax.vmap(generator))(z)  # G once: every restart's image is needed
     x_hat = jnp.take_along_axis(x_all, best.reshape((-1, 1) + (1,) * (x_all.ndim - 2)),
                                 axis=1)[:, 0]
-    return Reconstruction(x_hat, z_best, objective, best, jnp.asarray(steps_run),
-                          _spread(x_all, x_hat, objective))
-
-
-def _spread(x_all, x_hat, objective):
-    """Reconstruction.spread: x_all (B, R, H, W, C), x_hat (B, H, W, C), objective (B, R)."""
-    f_best = objective.min(axis=1, keepdims=True)
+    f_best = objective.min(axis=1, keepdims=True)  # Reconstruction.spread's weights
     w = jax.nn.softmax(-(objective - f_best) / jnp.maximum(f_best, 1e-12), axis=1)
-    return jnp.sqrt(jnp.einsum("br,br...->b...", w, (x_all - x_hat[:, None]) ** 2))
+    spread = jnp.sqrt(jnp.einsum("br,br...->b...", w, (x_all - x_hat[:, None]) ** 2))
+    return Reconstruction(x_hat, z_best, objective, best, jnp.asarray(steps_run), spread)
 
 
-objectives_jit = jax.jit(objectives)
-finish_jit = jax.jit(finish)
-
-
-def committed(tree):
-    """`tree` committed to its one device, as a jitted program's outputs are: the second
-    call would otherwise find its inputs changed from uncommitted to committed and compile
-    again. On several devices as it is (`reconstruct`'s mesh placed what it splits)."""
-    devices = set().union(*(a.sharding.device_set for a in jax.tree_util.tree_leaves(tree)))
-    return jax.device_put(tree, devices.pop()) if len(devices) == 1 else tree
+objectives_jit, bases_jit, finish_jit = jax.jit(objectives), jax.jit(bases), jax.jit(finish)
 
 
 def solve(generator: Callable, measure: Callable, problem: Problem, reg, state: State, *,
@@ -345,7 +314,7 @@ def solve(generator: Callable, measure: Callable, problem: Problem, reg, state: 
         state, steps_run = run_program(generator, measure, problem, reg, state, steps=steps,
                                        tol=tol)
         return finish(generator, measure, problem, reg, state, steps_run, tol)
-    problem, state = committed((problem, state))
+    problem, state = parallel.committed((problem, state))
     state, steps_run = run_host(generator, measure, problem, reg, state, steps=steps,
                                 tol=float(tol), width=width, length=length, progress=progress)
     return finish_jit(generator, measure, problem, reg, state, steps_run, jnp.float32(tol))

@@ -61,3 +61,8 @@ def config_fields(cfg, *, zero_ok: tuple[str, ...] = (), positive: tuple[str, ..
             integer(value, flag, 0 if f.name in zero_ok else 1)
         elif f.type in (float, "float"):
             number(value, flag, positive=f.name in positive)
+
+
+class DivergedError(RuntimeError):
+    """Training produced a non-finite loss; the last good checkpoint is kept. Here, beside
+    the other checks, so that the commands can catch it without loading training."""

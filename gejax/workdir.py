@@ -14,7 +14,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import Partial
 
-from gejax import amortized, checkpoint, data, models, training
+from gejax import checkpoint, data, models, training
+from gejax.training import amortized
 
 
 def default_workdir() -> str:
@@ -64,14 +65,16 @@ def load_networks(workdir: str) -> Networks:
     began, g_params, d_params = training.load_began(workdir)
     encoders = {"ge0": models.began_encoder_fn(d_params, began)}
     task_encoders, inits = {}, {}
-    for name in training.ae_names(workdir):
+    for name in checkpoint.autoencoders(workdir):
         ae, ae_params = training.load_ae(workdir, name)
-        corrupt = checkpoint.section(workdir, f"{name}_train", training.AETrainConfig).corrupt
+        corrupt = checkpoint.section(workdir, checkpoint.train_section(name),
+                                     training.AETrainConfig).corrupt
         if corrupt in ("none", "all"):  # encoders for every task (and for CS)
-            encoders["ge1" + name[2:]] = models.ae_encoder_fn(ae_params, ae)
+            method = checkpoint.encoder_method(name)
+            encoders[method] = models.ae_encoder_fn(ae_params, ae)
             q = amortized.load_init(workdir, name)
             if q is not None:
-                inits["ge1" + name[2:]] = q
+                inits[method] = q
         else:  # the first by name, if several were trained for one task
             task_encoders.setdefault(corrupt, (name, models.ae_encoder_fn(ae_params, ae)))
     data_cfg = checkpoint.data_section(workdir)

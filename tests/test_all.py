@@ -13,8 +13,8 @@ import jax
 import numpy as np
 import pytest
 
-from gejax import checkpoint, data, models, presets, recipe, training
-from gejax.training import monitor
+from gejax import checkpoint, data, models, recipe, training
+from gejax.training import monitor, presets
 from gejax.workdir import load_networks
 from train import all as train_all
 

@@ -5,7 +5,8 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from gejax import models, presets
+from gejax import models
+from gejax.training import presets
 
 
 def _convs(params):

@@ -8,7 +8,6 @@ import pytest
 from jax.tree_util import Partial
 
 from gejax import (
-    amortized,
     checkpoint,
     data,
     experiments,
@@ -16,11 +15,11 @@ from gejax import (
     models,
     operators,
     parallel,
-    presets,
     tasks,
     training,
 )
 from gejax.reconstruct import ge_measure, projection_floor, reconstruct
+from gejax.training import amortized, presets
 from gejax.workdir import default_workdir, eval_images, load_networks
 
 

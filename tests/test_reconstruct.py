@@ -582,7 +582,7 @@ def test_an_answer_does_not_depend_on_its_batch_mates(problem, path, monkeypatch
     alone = [solve(np.array([b])) for b in eight]
     ways = [solve(eight), rows(solve(np.arange(64)), 0, 8),
             rows(solve(np.r_[np.arange(40, 52), eight, np.arange(52, 64)]), 12, 20),
-            gejax.Reconstruction(*(np.concatenate(a) for a in zip(*alone)))]
+            gejax.Reconstruction(*(np.concatenate(a) for a in zip(*alone, strict=True)))]
     assert len(np.unique(np.asarray(ways[0].steps_run))) > 1  # the early stop did act
     for other in ways[1:]:
         np.testing.assert_array_equal(other.steps_run, ways[0].steps_run)

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from gejax import checkpoint, data, models, presets, training
+from gejax import checkpoint, data, models, training
+from gejax.training import presets
 
 MODEL = models.BeganConfig(image_size=8, channels=1, filters=4, latent_dim=3, code_dim=6)
 

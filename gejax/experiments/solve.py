@@ -18,7 +18,6 @@ from gejax import parallel, validate
 from gejax.reconstruct import Options, _as_partial, projection_floor, reconstruct
 from gejax.workdir import Networks
 
-
 # The default protocol's early stop, per start, chosen on *train* digits
 # (docs/notes/speed.md): from a learned start (whitened Adam) and from random starts.
 FAST_TOL_LEARNED = 0.3

@@ -117,32 +117,20 @@ def train_ae(workdir: str, model: models.AEConfig, cfg: AETrainConfig, name: str
     `stop()` (train.all's budget).
     """
     cfg.check()
-    if name != "ae" and not (name.startswith("ae_") and name[3:].isidentifier()):
+    if not checkpoint.is_autoencoder(name):
         raise ValueError(f"autoencoder name must be 'ae' or 'ae_<suffix>', got {name!r}")
     began, g_params, _ = load_began(workdir)
     if (model.image_size, model.channels) != (began.image_size, began.channels):
         raise ValueError(f"autoencoder images {model.image_shape} must match G's "
                          f"{began.image_shape}")
     if parallel.is_primary():
-        checkpoint.write_config(workdir, **{name: model, f"{name}_train": cfg})
+        checkpoint.write_config(workdir, **{name: model, checkpoint.train_section(name): cfg})
     step_fn = functools.partial(ae_step, g_params=g_params, began=began, cfg=cfg)
     return fit(workdir, name, ae_init(model, cfg), step_fn, held_back(workdir)[0], cfg,
                ("loss", "fake_mse", "real_mse"), stop=stop)
 
 
-def ae_names(workdir: str) -> list[str]:
-    """Names of the autoencoders trained in a workdir ("ae", "ae_m64", ...)."""
-    config = checkpoint.read_config(workdir)
-    return sorted(k for k in config if k.startswith("ae") and f"{k}_train" in config)
-
-
 def load_ae(workdir: str, name: str = "ae") -> tuple[models.AEConfig, Any]:
     """(config, params) of GE1's autoencoder from the newest checkpoint of a workdir."""
-    model = checkpoint.section(workdir, name, models.AEConfig)
-    cfg = checkpoint.section(workdir, f"{name}_train", AETrainConfig)
-    target = jax.eval_shape(lambda: ae_init(model, cfg).params)
-    params, _ = checkpoint.restore(workdir, name, target, item="params")
-    if params is None:
-        raise ValueError(f"{workdir} has no autoencoder checkpoint; run python -m train.ae "
-                         f"--workdir {workdir}")
-    return model, params
+    return checkpoint.load(workdir, name, models.AEConfig, AETrainConfig,
+                           lambda model, cfg: ae_init(model, cfg).params, "train.ae")

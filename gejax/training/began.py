@@ -19,7 +19,7 @@ import optax
 from flax.training.train_state import TrainState
 
 from gejax import checkpoint, data, models, parallel, plotting, validate
-from gejax.training.loop import run_loop
+from gejax.training.loop import fit
 from gejax.training.monitor import BEST, floor_monitor, split_monitor
 
 
@@ -191,27 +191,18 @@ def train_began(workdir: str, data_cfg: data.DataConfig, model: models.BeganConf
     images, held = split_monitor(data.source(data_cfg, "train"), cfg)  # refuses bad data
     if parallel.is_primary():
         checkpoint.write_config(workdir, data=data_cfg, began=model, began_train=cfg)
-    state = began_init(model, cfg)
-    restored, start = checkpoint.restore(workdir, "began", state)
-    if restored is not None:
-        state = restored
-        print(f"resuming from step {start}")
-    if start >= cfg.steps:
-        print(f"already trained to step {start} >= --steps {cfg.steps}; nothing to do")
-        return state
-    step_fn = functools.partial(began_step, model=model, cfg=cfg)
 
     def keep(state: BeganState, step: int) -> None:
         checkpoint.save_params(workdir, BEST, step, parallel.local_copy(_began_params(state)))
 
     t0 = time.time()
-    state = run_loop(name="began", workdir=workdir, state=state, step_fn=step_fn, images=images,
-                  cfg=cfg, start=start, postfix_keys=("M", "k", "l_real", "l_fake"),
-                  params_of=_began_params,
-                  on_checkpoint=lambda s, step: save_samples(workdir, s.g_ema, model, step),
-                  monitor=floor_monitor(workdir, held, model, cfg, start, keep=keep)
-                  if len(held) else None, stop=stop)
-    print(f"trained BEGAN steps {start}..{int(state.g.step)} in {time.time() - t0:.0f}s")
+    state = fit(workdir, "began", began_init(model, cfg),
+                functools.partial(began_step, model=model, cfg=cfg), images, cfg,
+                ("M", "k", "l_real", "l_fake"), stop, params_of=_began_params,
+                on_checkpoint=lambda s, step: save_samples(workdir, s.g_ema, model, step),
+                monitor_from=(lambda start: floor_monitor(workdir, held, model, cfg, start,
+                                                          keep=keep)) if len(held) else None)
+    print(f"BEGAN at step {int(state.g.step)}, {time.time() - t0:.0f}s in this run")
     return state
 
 
@@ -224,15 +215,8 @@ def load_began(workdir: str) -> tuple[models.BeganConfig, Any, Any]:
     """(config, G params, D params) of a workdir's BEGAN: the best G the floor monitor
     kept (`began_best/`), else the newest checkpoint (runs without a monitor, and those
     trained before it kept the best, as the shipped default)."""
-    model = checkpoint.section(workdir, "began", models.BeganConfig)
-    cfg = checkpoint.section(workdir, "began_train", BeganTrainConfig)
-    target = jax.eval_shape(lambda: _began_params(began_init(model, cfg)))
-    params = None
-    if Path(workdir, BEST).is_dir():
-        params, _ = checkpoint.restore(workdir, BEST, target, item="params")
-    if params is None:
-        params, _ = checkpoint.restore(workdir, "began", target, item="params")
-    if params is None:
-        raise ValueError(f"{workdir} has no BEGAN checkpoint; run python -m train.began "
-                         f"--workdir {workdir}")
+    model, params = checkpoint.load(
+        workdir, "began", models.BeganConfig, BeganTrainConfig,
+        lambda model, cfg: _began_params(began_init(model, cfg)), "train.began",
+        folders=(BEST, "began"))
     return model, params["g"], params["d"]

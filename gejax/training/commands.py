@@ -12,7 +12,8 @@ from collections.abc import Callable
 
 import tyro
 
-from gejax import amortized, checkpoint, data, models, presets
+from gejax import checkpoint, data, models
+from gejax.training import amortized, presets
 from gejax.training.ae import AETrainConfig, train_ae
 from gejax.training.began import BeganTrainConfig, train_began
 
@@ -108,7 +109,8 @@ def ae_defaults(peeked: dict) -> AERun:
     if workdir is None:
         return AERun(workdir=tyro.MISSING, name=name)
     if name in checkpoint.read_config(workdir):
-        return AERun(workdir, name, checkpoint.section(workdir, f"{name}_train", AETrainConfig),
+        return AERun(workdir, name,
+                     checkpoint.section(workdir, checkpoint.train_section(name), AETrainConfig),
                      checkpoint.section(workdir, name, models.AEConfig))
     g = checkpoint.section(workdir, "began", models.BeganConfig)
     return AERun(workdir, name, AETrainConfig(), presets.ae(g.image_size, g.channels))
@@ -138,10 +140,11 @@ class InitRun:
 
 def init_defaults(peeked: dict) -> InitRun:
     workdir, encoder = peeked["workdir"], peeked["encoder"] or "ae"
-    name = amortized.name_for(encoder)
+    name = checkpoint.init_part(encoder)
     if workdir is not None and name in checkpoint.read_config(workdir):
         return InitRun(workdir, encoder,
-                       checkpoint.section(workdir, f"{name}_train", amortized.InitTrainConfig))
+                       checkpoint.section(workdir, checkpoint.train_section(name),
+                                          amortized.InitTrainConfig))
     return InitRun(tyro.MISSING if workdir is None else workdir, encoder, presets.init())
 
 

@@ -18,10 +18,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax.training.train_state import TrainState
 from tqdm import tqdm
 
 from gejax import checkpoint, parallel
+from gejax.validate import DivergedError
 
 # {name: [[step, seconds], ...]}: the training seconds of each run at each of its
 # checkpoints, summed over resumed runs (what `--minutes` budgets count).
@@ -40,10 +40,6 @@ def batch_indices(step: int, num_examples: int, batch_size: int, seed: int) -> n
 
 def _all_finite(tree) -> bool:
     return all(bool(jnp.all(jnp.isfinite(x))) for x in jax.tree_util.tree_leaves(tree))
-
-
-class DivergedError(RuntimeError):
-    """Training produced a non-finite loss; the last good checkpoint is kept."""
 
 
 def seconds_ledger(workdir: str) -> dict[str, list[list[float]]]:
@@ -169,10 +165,13 @@ def run_loop(*, name: str, workdir: str, state, step_fn, images, cfg,
     return state
 
 
-def fit(workdir: str, name: str, state: TrainState, step_fn, images, cfg,
-        postfix_keys: tuple[str, ...], stop: Callable[[], bool] | None = None) -> TrainState:
+def fit(workdir: str, name: str, state, step_fn, images, cfg, postfix_keys: tuple[str, ...],
+        stop: Callable[[], bool] | None = None, *, params_of=lambda s: s.params,
+        on_checkpoint=lambda s, step: None, monitor_from=None):
     """Resume `state` from the newest checkpoint `name` of the workdir, then train it to
-    `cfg.steps` (or until `stop()`) with `run_loop` (train.ae and train.init)."""
+    `cfg.steps` (or until `stop()`) with `run_loop` (every train.* command).
+    `monitor_from(start)`, if given, builds run_loop's monitor once the step resumed from
+    is known."""
     restored, start = checkpoint.restore(workdir, name, state)
     if restored is not None:
         state = restored
@@ -181,6 +180,6 @@ def fit(workdir: str, name: str, state: TrainState, step_fn, images, cfg,
         print(f"already trained to step {start} >= --steps {cfg.steps}; nothing to do")
         return state
     return run_loop(name=name, workdir=workdir, state=state, step_fn=step_fn, images=images,
-                    cfg=cfg, start=start, postfix_keys=postfix_keys,
-                    params_of=lambda s: s.params, on_checkpoint=lambda s, step: None,
-                    stop=stop)
+                    cfg=cfg, start=start, postfix_keys=postfix_keys, params_of=params_of,
+                    on_checkpoint=on_checkpoint,
+                    monitor=None if monitor_from is None else monitor_from(start), stop=stop)

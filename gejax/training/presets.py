@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import dataclasses
 
-from gejax import amortized, data, models, training
+from gejax import data, models
+from gejax.training import amortized
+from gejax.training.began import BeganTrainConfig
 
 
 @dataclasses.dataclass(frozen=True)
@@ -19,7 +21,7 @@ class BeganPreset:
 
     model: models.BeganConfig
     data: data.DataConfig
-    train: training.BeganTrainConfig
+    train: BeganTrainConfig
 
 
 def mnist32() -> BeganPreset:
@@ -32,7 +34,7 @@ def mnist32() -> BeganPreset:
     """
     return BeganPreset(models.BeganConfig(image_size=32, channels=1, filters=16, latent_dim=64,
                                           code_dim=128),
-                       data.DataConfig("mnist", 32, 1), training.BeganTrainConfig())
+                       data.DataConfig("mnist", 32, 1), BeganTrainConfig())
 
 
 def grey32() -> BeganPreset:
@@ -51,9 +53,9 @@ def grey32() -> BeganPreset:
                        dataclasses.replace(base.train, monitor_images=256))
 
 
-def began_paper() -> training.BeganTrainConfig:
+def began_paper() -> BeganTrainConfig:
     """BEGAN's own CelebA settings: gamma 0.5, lambda_k 0.001, lr 1e-4 halved with a floor."""
-    return training.BeganTrainConfig(steps=200_000, batch_size=16, learning_rate=1e-4,
+    return BeganTrainConfig(steps=200_000, batch_size=16, learning_rate=1e-4,
                                      lr_halve_every=50_000, lr_floor=2e-5, gamma=0.5,
                                      lambda_k=0.001, pull_away=0.0, checkpoint_every=5000,
                                      log_every=100)
@@ -95,7 +97,7 @@ def tiny() -> BeganPreset:
     return BeganPreset(models.BeganConfig(image_size=8, channels=1, filters=4, latent_dim=3,
                                           code_dim=6),
                        data.DataConfig("mnist", 8, 1),
-                       training.BeganTrainConfig(steps=4, batch_size=4, checkpoint_every=2,
+                       BeganTrainConfig(steps=4, batch_size=4, checkpoint_every=2,
                                                  log_every=1, monitor_images=8, monitor_steps=5,
                                                  monitor_every=2))
 

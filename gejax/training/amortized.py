@@ -23,7 +23,11 @@ import optax
 from flax.training.train_state import TrainState
 from jax.tree_util import Partial
 
-from gejax import checkpoint, models, parallel, training
+from gejax import checkpoint, models, parallel
+from gejax.training.ae import AETrainConfig, load_ae, mixed_batch
+from gejax.training.began import load_began
+from gejax.training.loop import fit
+from gejax.training.monitor import held_back
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,7 +41,7 @@ class InitConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class InitTrainConfig(training.AETrainConfig):
+class InitTrainConfig(AETrainConfig):
     """Adam on ||G(Q(EN(input))) - clean||^2; inputs as train.ae's (`mixed_batch`)."""
 
     steps: int = 2000
@@ -57,11 +61,6 @@ class LatentHead(nn.Module):
         return nn.Dense(self.config.latent_dim)(h)
 
 
-def name_for(encoder: str) -> str:
-    """Checkpoint folder and config section of the learned start of autoencoder `encoder`."""
-    return f"init_{encoder}"
-
-
 def init_state(model: InitConfig, cfg: InitTrainConfig) -> TrainState:
     head = LatentHead(model)
     params = head.init(jax.random.key(cfg.seed), jnp.zeros((1, model.code_dim)))
@@ -72,9 +71,9 @@ def init_state(model: InitConfig, cfg: InitTrainConfig) -> TrainState:
 def init_step(state: TrainState, real: jax.Array, key: jax.Array, *, g_params, en_params,
               began: models.BeganConfig, ae: models.AEConfig, cfg: InitTrainConfig
               ) -> tuple[TrainState, dict[str, jax.Array]]:
-    """One step on `training.mixed_batch` (N, H, W, C): real, G-made, partly degraded."""
+    """One step on `mixed_batch` (N, H, W, C): real, G-made, partly degraded."""
     generator = models.Generator(began)
-    clean, inputs, _ = training.mixed_batch(real, g_params, began, cfg,
+    clean, inputs, _ = mixed_batch(real, g_params, began, cfg,
                                             *jax.random.split(key, 3))
     y = models.ae_encoder_fn(en_params, ae)(inputs)
 
@@ -90,39 +89,35 @@ def init_step(state: TrainState, real: jax.Array, key: jax.Array, *, g_params, e
 def train_init(workdir: str, cfg: InitTrainConfig, encoder: str = "ae",
                stop: Callable[[], bool] | None = None) -> TrainState:
     """Train (or resume) the learned start of autoencoder `encoder` in a trained workdir, on
-    the train images that G's floor monitor holds back from none (`training.held_back`),
+    the train images that G's floor monitor holds back from none (`held_back`),
     for `cfg.steps` or until `stop()`."""
     cfg.check()
-    if encoder not in training.ae_names(workdir):
+    if encoder not in checkpoint.autoencoders(workdir):
         raise ValueError(f"{workdir} has no autoencoder {encoder!r} (it has "
-                         f"{training.ae_names(workdir) or 'none'}); run python -m train.ae first")
-    began, g_params, _ = training.load_began(workdir)
-    ae, ae_params = training.load_ae(workdir, encoder)
+                         f"{checkpoint.autoencoders(workdir) or 'none'}); run python -m "
+                         "train.ae first")
+    began, g_params, _ = load_began(workdir)
+    ae, ae_params = load_ae(workdir, encoder)
     model = InitConfig(code_dim=ae.code_dim, latent_dim=began.latent_dim)
-    name = name_for(encoder)
+    name = checkpoint.init_part(encoder)
     if parallel.is_primary():
-        checkpoint.write_config(workdir, **{name: model, f"{name}_train": cfg})
-    images, _ = training.held_back(workdir)
+        checkpoint.write_config(workdir, **{name: model, checkpoint.train_section(name): cfg})
+    images, _ = held_back(workdir)
     step_fn = functools.partial(init_step, g_params=g_params, en_params=ae_params, began=began,
                                 ae=ae, cfg=cfg)
-    return training.fit(workdir, name, init_state(model, cfg), step_fn, images, cfg, ("loss",),
+    return fit(workdir, name, init_state(model, cfg), step_fn, images, cfg, ("loss",),
                         stop=stop)
 
 
 def load_init(workdir: str, encoder: str = "ae") -> Partial | None:
     """Q of autoencoder `encoder` as a pure callable y (..., code_dim) -> z, or None if the
     workdir has no learned start for it."""
-    name = name_for(encoder)
-    stored = checkpoint.read_config(workdir)
-    if name not in stored:
+    name = checkpoint.init_part(encoder)
+    if name not in checkpoint.read_config(workdir):
         return None
-    model = checkpoint.section(workdir, name, InitConfig)
-    cfg = checkpoint.section(workdir, f"{name}_train", InitTrainConfig)
-    target = jax.eval_shape(lambda: init_state(model, cfg).params)
-    params, _ = checkpoint.restore(workdir, name, target, item="params")
-    if params is None:
-        raise ValueError(f"{workdir} has no checkpoint of {name}; run python -m train.init "
-                         f"--workdir {workdir} --encoder {encoder}")
+    model, params = checkpoint.load(workdir, name, InitConfig, InitTrainConfig,
+                                    lambda model, cfg: init_state(model, cfg).params,
+                                    f"train.init --encoder {encoder}")
     return Partial(_head_apply(model), params)
 
 
