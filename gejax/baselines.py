@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 import functools
+import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -54,13 +56,17 @@ def lasso_dct(y: np.ndarray, a: np.ndarray, image_shape: tuple[int, int, int], *
     psi = dct_dictionary(h)
     # A vec(x) with x in HWC order: channel ch occupies every c-th entry of vec(x).
     design = np.concatenate([a[:, ch::c] @ psi for ch in range(c)], axis=1)
-    out = np.empty((len(y), h * w * c), np.float32)
-    model = Lasso(alpha=alpha, fit_intercept=False, max_iter=max_iter, tol=1e-4)
-    with warnings.catch_warnings():
+
+    def fit(yi):
+        model = Lasso(alpha=alpha, fit_intercept=False, max_iter=max_iter, tol=1e-4)
+        beta = model.fit(design, yi).coef_.reshape(c, -1)
+        return np.stack([psi @ beta[ch] for ch in range(c)], axis=-1).reshape(-1)
+
+    # One image per thread: scikit-learn's coordinate descent releases the GIL, so the
+    # cores share the images (each fit alone, so the numbers do not change).
+    with warnings.catch_warnings(), ThreadPoolExecutor(os.cpu_count() or 1) as pool:
         warnings.simplefilter("ignore", ConvergenceWarning)
-        for i, yi in enumerate(y):
-            beta = model.fit(design, yi).coef_.reshape(c, -1)
-            out[i] = np.stack([psi @ beta[ch] for ch in range(c)], axis=-1).reshape(-1)
+        out = np.stack(list(pool.map(fit, y))).astype(np.float32)
     return np.clip(out.reshape(len(y), h, w, c), 0, 1)
 
 
