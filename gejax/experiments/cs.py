@@ -98,8 +98,7 @@ def run_cs(nets: Networks, x: np.ndarray, *, m: int, solver: SolverConfig,
             measure = ga_measure(a)
             y = noisy(batched(measure, x, solver.batch_size), noise_sigma,
                       jax.random.fold_in(k_noise, CS_METHODS.index(name)))
-            x_hat, seconds, run = solve(nets, measure, y, solver, solver.reg_ga, k_ga, "GA",
-                                         kind="ga")
+            x_hat, seconds, run = solve(nets, measure, y, solver, solver.reg_ga, k_ga, "GA")
             record(name, x_hat, seconds, m, **run)
         else:
             encoder = nets.encoder_for(name, m)

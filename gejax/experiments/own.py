@@ -98,7 +98,7 @@ def cs_measurements(run, nets: workdir.Networks, solver: SolverConfig, where: st
         else:
             x_hat, seconds, extra = solve(nets, ga_measure(a), y, solver, solver.reg_ga,
                                           jax.random.split(jax.random.key(solver.seed), 4)[2],
-                                          "GA", kind="ga")
+                                          "GA")
         methods[name] = _entry(x_hat, x, seconds, extra)
         answers[name] = (np.clip(x_hat, 0, 1), extra.get("spread"))
     _write(out, answers, [f"{i:05d}" for i in range(len(y))],
