@@ -13,11 +13,13 @@ out="$(mktemp -d)"
 export JAX_COMPILATION_CACHE_DIR="$out/xla"
 for run in 1 2; do
   for init in learned random; do
-    t=$([ "$init" = learned ] && echo "$tol" || echo 0)
-    python -m evaluate.cs --m 128 --methods ge1 --init "$init" --tol "$t" \
-      --out "$out/cs_${init}_$run" > /dev/null 2>&1
-    python -m evaluate.restore --task denoise --init "$init" --tol "$t" \
-      --out "$out/denoise_${init}_$run" > /dev/null 2>&1
+    flags=$([ "$init" = learned ] && echo "--init learned --tol $tol" || echo "--protocol paper")
+    # shellcheck disable=SC2086
+    python -m evaluate.cs --m 128 --methods ge1 $flags --out "$out/cs_${init}_$run" \
+      > /dev/null 2>&1
+    # shellcheck disable=SC2086
+    python -m evaluate.restore --task denoise $flags --out "$out/denoise_${init}_$run" \
+      > /dev/null 2>&1
   done
 done
 python - "$out" <<'PY'

@@ -12,7 +12,7 @@ import pytest
 
 from evaluate import cs, restore
 from gejax import experiments, report, tasks
-from gejax.experiments.solve import FAST_TOL_LEARNED
+from gejax.experiments.solve import FAST_LEARNED
 from gejax.reconstruct import ge_measure
 from gejax.workdir import eval_images, load_networks
 from train import ae, began
@@ -188,8 +188,10 @@ def test_learned_start_is_trained_and_used_by_ge1_only(workdir, tmp_path):
     # one run for a learned start alone; whitened Adam and an early stop from a learned start.
     learned, default = nets.inits["ge1"], experiments.SolverConfig()
     fast = default.options(1e-3, learned)
-    assert (fast.steps, fast.num_restarts, fast.whiten, fast.init) == (1000, 1, True, learned)
-    assert fast.tol == FAST_TOL_LEARNED > 0
+    assert (fast.steps, fast.num_restarts, fast.init) == (1000, 1, learned)
+    assert (fast.tol, fast.whiten) == FAST_LEARNED["cs"] and fast.tol > 0
+    restoring = default.options(1e-3, learned, "restore")
+    assert (restoring.tol, restoring.whiten) == FAST_LEARNED["restore"] and restoring.tol > 0
     rand = default.options(1.0)  # random starts run every step, as the paper's
     assert (rand.steps, rand.num_restarts, rand.tol, rand.whiten, rand.init) == (
         500, 2, 0.0, False, None)

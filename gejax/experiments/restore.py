@@ -150,7 +150,7 @@ def restore_each(nets: workdir.Networks, x_dagger: np.ndarray, task: tasks.Task,
         y = batched(encoder, x_in, solver.batch_size)  # EN(x_dagger), eq. 6 (preconditioned)
         x_hat, seconds, run = solve(nets, measure, y, solver, solver.reg_ge, k_solve,
                                     name.upper(), learned=nets.inits.get(name),
-                                    measure_params=s_params)
+                                    measure_params=s_params, experiment="restore")
         if masks is not None and keep_observed:
             x_hat = masks * x_dagger + (1 - masks) * x_hat
             run["spread"] = (1 - masks) * run["spread"]  # the kept pixels are certain

@@ -18,11 +18,13 @@ from gejax import parallel, validate
 from gejax.reconstruct import Options, _as_partial, projection_floor, reconstruct
 from gejax.workdir import Networks
 
-# The default protocol's early stop (reconstruct's tol) from a learned start, chosen on
-# 64 *train* digits at m = 128 (docs/notes/speed.md). From random starts the objective
+# The default protocol from a learned start, per experiment: (tol, whiten), chosen on
+# *train* digits (docs/notes/speed.md). Whitened Adam gained 5% in CS (64 digits, m =
+# 128) but lost 0.2-0.7 dB in denoising and deblurring (32 digits), where plain Adam with
+# a finer stop beat 1,000 plain steps in every task. From random starts the objective
 # falls to the 500th step: every tol tried there (0.01 to 0.1) cost GA 25% or more of
-# its MSE, and GE0 11% or more, so they run every step.
-FAST_TOL_LEARNED = 0.05
+# its MSE and GE0 11% or more, so they run every step.
+FAST_LEARNED = {"cs": (0.05, True), "restore": (0.01, False)}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -32,10 +34,10 @@ class SolverConfig:
 
     Two protocols. "paper": Adam on z from the paper, lr 0.1, 500 steps from each of 2
     random starts, every step, for every method. "fast" (the default): GE1 from its
-    learned start alone where the workdir has one (train.init), whitened Adam, each image
-    stopping once its objective stops falling (tol FAST_TOL_LEARNED), for at most 1,000
-    steps (the paper's 2 x 500 restart-steps in one start); random starts (GA, GE0, G's
-    floor) as the paper's. Any setting given as a flag overrides the protocol's.
+    learned start alone where the workdir has one (train.init), each image stopping once
+    its objective stops falling, for at most 1,000 steps (the paper's 2 x 500
+    restart-steps in one start), with the tol and whitening of FAST_LEARNED; random
+    starts (GA, GE0, G's floor) as the paper's. A flag overrides the protocol's setting.
 
     Why GE1's learned start: on 32 *train* digits the paper's two random starts leave
     GE1's objective far above what exists (started at G's floor's z, a diagnostic that
@@ -72,20 +74,21 @@ class SolverConfig:
     """Adam in latent coordinates whitened per image by the curvature at its start
     (reconstruct's whiten); None: the protocol's (from a learned start in "fast")"""
 
-    def options(self, reg: float, learned: Callable | None = None) -> Options:
-        """reconstruct's Options for one method: `learned` (y_b -> z_b) its learned start,
-        used unless init is "random" or the protocol is the paper's."""
+    def options(self, reg: float, learned: Callable | None = None,
+                experiment: str = "cs") -> Options:
+        """reconstruct's Options for one method of an `experiment` ("cs" or "restore"):
+        `learned` (y_b -> z_b) its learned start, used unless init is "random" or the
+        protocol is the paper's."""
         if self.protocol == "paper" or self.init == "random":
             learned = None
-        fast = self.protocol == "fast"
         alone = learned is not None and self.restarts in (None, 1)
-        tol = FAST_TOL_LEARNED if fast and learned is not None else 0.0
+        tol, whiten = FAST_LEARNED[experiment] if learned is not None else (0.0, False)
         return Options(
             num_restarts=self.restarts or (1 if learned is not None else 2),
             steps=self.steps or (1000 if alone else 500),
             learning_rate=self.learning_rate, reg=reg, init=learned,
             tol=tol if self.tol is None else self.tol,
-            whiten=(fast and learned is not None) if self.whiten is None else self.whiten)
+            whiten=whiten if self.whiten is None else self.whiten)
 
 
 def check_solver(solver: SolverConfig) -> None:
@@ -136,9 +139,10 @@ def _vmapped(fn: Partial, x):
 
 
 def solve(nets: Networks, measure, y, solver: SolverConfig, reg: float, key, desc: str,
-          learned=None, measure_params=None) -> tuple[np.ndarray, float, dict]:
-    """reconstruct with `solver.options(reg, learned)` on all devices, `solver.batch_size`
-    images at a time, with a progress bar.
+          learned=None, measure_params=None, experiment: str = "cs"
+          ) -> tuple[np.ndarray, float, dict]:
+    """reconstruct with `solver.options(reg, learned, experiment)` on all devices,
+    `solver.batch_size` images at a time, with a progress bar.
 
     Image i draws its random starts from its own key (`jax.random.split(key, N)[i]`), so
     that neither the batch size nor the other images change its answer. `learned` (y_b ->
@@ -151,7 +155,7 @@ def solve(nets: Networks, measure, y, solver: SolverConfig, reg: float, key, des
     """
     t0 = time.perf_counter()
     n, size = len(y), solver.batch_size
-    options = solver.options(reg, learned)
+    options = solver.options(reg, learned, experiment)
     keys = jax.random.split(key, n)
     x_hat, steps_run, spread = [], [], []
     total = options.steps * -(-n // size)
