@@ -216,7 +216,6 @@ def advance(generator, measure, problem, reg, state, rows, left, first, *, lengt
     are unrolled, not a scan: even a one-step scan is a loop, in which XLA:CPU ran the
     solve 5x slower (0.42 against 2.3 ms per image-restart-step, GA on 64 digits)."""
     sub = jax.tree_util.tree_map(lambda a: a[rows], (problem, state))
-
     new = sub[1]
     for i in range(length):  # unrolled: XLA:CPU runs convolutions ~5x slower in any loop
         new = step(generator, measure, sub[0], reg, new, first + i < left)
