@@ -11,11 +11,10 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.tree_util import Partial
 from tqdm import tqdm
 
 from gejax import parallel, validate
-from gejax.reconstruct import Options, _as_partial, projection_floor, reconstruct
+from gejax.reconstruct import Options, _as_partial, _vmapped, projection_floor, reconstruct
 from gejax.workdir import Networks
 
 # The default protocol from a learned start, per experiment: (tol, whiten), chosen on
@@ -131,11 +130,6 @@ def batched(fn: Callable, x, batch_size: int):
     Jitted: run op by op, each of fn's operations would compile on its first use."""
     return np.concatenate([np.asarray(_vmapped(_as_partial(fn), jnp.asarray(x[i:i + batch_size])))
                            for i in range(0, len(x), batch_size)])
-
-
-@jax.jit
-def _vmapped(fn: Partial, x):
-    return jax.vmap(fn)(x)  # fn's arrays are inputs of the program, not its constants
 
 
 def solve(nets: Networks, measure, y, solver: SolverConfig, reg: float, key, desc: str,
