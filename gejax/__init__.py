@@ -4,8 +4,15 @@
 """
 
 from gejax import metrics, models, operators
-from gejax.reconstruct import Options, Reconstruction, ga_measure, ge_measure, reconstruct
+from gejax.reconstruct import (
+    Deviation,
+    Options,
+    Reconstruction,
+    ga_measure,
+    ge_measure,
+    reconstruct,
+)
 
-__all__ = ["Options", "Reconstruction", "ga_measure", "ge_measure", "metrics", "models",
-           "operators", "reconstruct"]
+__all__ = ["Deviation", "Options", "Reconstruction", "ga_measure", "ge_measure", "metrics",
+           "models", "operators", "reconstruct"]
 __version__ = "0.1.0"

@@ -33,10 +33,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.tree_util import Partial
 
-from gejax import parallel, solver, validate
+from gejax import curvature, parallel, solver, validate
+from gejax.deviation import Deviation, Sparse, synthesis
 from gejax.solver import Options, Reconstruction
 
-__all__ = ["Options", "Reconstruction", "ga_measure", "ge_measure", "projection_floor",
+__all__ = ["Deviation", "Options", "Reconstruction", "ga_measure", "ge_measure", "projection_floor",
            "reconstruct"]
 
 
@@ -89,74 +90,13 @@ def _shard(mesh, generator, measure, problem, state):
     return generator, measure, problem, state
 
 
-def _validate(generator, measure, y, key, latent_dim, options: Options, args):
-    for name, fn in (("generator", generator), ("measure", measure)):
-        if not callable(fn):
-            raise TypeError(f"{name} must be a callable, got {type(fn).__name__}")
-    if isinstance(key, jax.Array) and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key) \
-            and key.ndim == 1:
-        if key.shape != y.shape[:1]:
-            raise ValueError(f"key holds {key.shape[0]} keys but y has {y.shape[0]} images: "
-                             "pass one key, or one per image")
-    else:
-        validate.prng_key(key)
-    validate.integer(latent_dim, "latent_dim", 1)
-    validate.integer(options.num_restarts, "num_restarts", 1)
-    validate.integer(options.steps, "steps", 0)
-    validate.number(options.learning_rate, "learning_rate")
-    validate.number(options.reg, "reg")
-    validate.number(options.tol, "tol")
-    if not isinstance(options.whiten, bool):
-        raise TypeError(f"whiten must be True or False, got {options.whiten!r}")
-    if y.ndim < 1 or y.shape[0] < 1:
-        raise ValueError(f"y must have a leading batch axis B >= 1, got shape {y.shape}")
-    validate.finite(y, "y")
-    init = options.init
-    if init is not None and not callable(init):
-        b, k = y.shape[0], init.shape[1] if init.ndim == 3 else 1
-        if init.ndim not in (2, 3) or init.shape[0] != b or init.shape[-1] != latent_dim:
-            raise ValueError(f"init must be (B, latent_dim) = ({b}, {latent_dim}) or "
-                             f"(B, K, latent_dim), or a callable y_b -> z_b, got shape "
-                             f"{init.shape}")
-        if k > options.num_restarts:
-            raise ValueError(f"init holds {k} starts per image but num_restarts is "
-                             f"{options.num_restarts}")
-        validate.finite(init, "init")
-    z_spec = jax.ShapeDtypeStruct((latent_dim,), jnp.float32)
-    try:
-        x_spec = jax.eval_shape(generator, z_spec)
-    except Exception as e:  # the user's generator, any failure: say which input broke it
-        raise ValueError(f"generator failed on z of shape ({latent_dim},) "
-                         f"(is latent_dim right?): {e}") from e
-    for leaf in jax.tree_util.tree_leaves(args):
-        if np.ndim(leaf) < 1 or np.shape(leaf)[0] != y.shape[0]:
-            raise ValueError(f"every array of measure_params needs the leading batch axis of y "
-                             f"({y.shape[0]}), got one of shape {np.shape(leaf)}")
-    one = jax.tree_util.tree_map(lambda a: jax.ShapeDtypeStruct(np.shape(a)[1:], a.dtype), args)
-    try:
-        m_spec = jax.eval_shape(measure, x_spec, *one)
-    except Exception as e:
-        raise ValueError(f"measure failed on the generator's output of shape {x_spec.shape}"
-                         f"{' and one image of measure_params' if args else ''}: {e}") from e
-    if m_spec.shape != y.shape[1:]:
-        raise ValueError(f"measure(generator(z)) has shape {m_spec.shape} but each measurement "
-                         f"in y has shape {y.shape[1:]} (y is {y.shape})")
-    if callable(init):
-        try:
-            z0 = jax.eval_shape(init, jax.ShapeDtypeStruct(y.shape[1:], jnp.float32))
-        except Exception as e:
-            raise ValueError(f"init failed on one measurement of shape {y.shape[1:]}: {e}") from e
-        if z0.shape != (latent_dim,):
-            raise ValueError(f"init must map one measurement to a latent ({latent_dim},), "
-                             f"got {z0.shape}")
-
-
 def reconstruct(generator: Callable, measure: Callable, y: jax.typing.ArrayLike, *,
                 key: jax.Array, latent_dim: int, options: Options | None = None,
                 num_restarts: int | None = None, steps: int | None = None,
                 learning_rate: float | None = None, reg: float | None = None,
                 init=None, tol: float | None = None, whiten: bool | None = None,
-                measure_params=None, progress: Callable[[int], None] | None = None,
+                deviation: Deviation | None = None, measure_params=None,
+                progress: Callable[[int], None] | None = None,
                 mesh: jax.sharding.Mesh | None = None) -> Reconstruction:
     """Solve z* = argmin_z ||measure(generator(z)) - y_b||^2 + reg ||z||^2 for every y_b.
 
@@ -194,6 +134,10 @@ def reconstruct(generator: Callable, measure: Callable, y: jax.typing.ArrayLike,
         depends on another). Near an answer, as from a learned start, this takes several
         times fewer steps to the same objective (docs/notes/speed.md); from random starts
         it helps little. False (the default): Adam on z, as the paper.
+      deviation: a `gejax.Deviation(mu, basis)`: solve for x = G(z) + nu with nu sparse in
+        the basis (DCT or Haar wavelets), min ||measure(G(z) + nu) - y||^2 + reg ||z||^2 +
+        mu ||Psi nu||_1, Adam on z and a proximal step on Psi nu (`gejax.deviation`), so
+        that an image G cannot make is still within reach. None or mu = inf: x = G(z).
       measure_params: optional pytree whose arrays have the leading axis B: image b is
         measured by measure(x, p_b), p_b its slice (its own mask, blur kernel, noise
         level, ...). One program serves the whole batch, as if measure were called once
@@ -215,7 +159,7 @@ def reconstruct(generator: Callable, measure: Callable, y: jax.typing.ArrayLike,
       (see `Reconstruction`).
     """
     given = dict(num_restarts=num_restarts, steps=steps, learning_rate=learning_rate,
-                 reg=reg, init=init, tol=tol, whiten=whiten)
+                 reg=reg, init=init, tol=tol, whiten=whiten, deviation=deviation)
     options = dataclasses.replace(options or Options(),
                                   **{k: v for k, v in given.items() if v is not None})
     y = jnp.asarray(y) if not validate.is_traced(y) else y
@@ -227,14 +171,21 @@ def reconstruct(generator: Callable, measure: Callable, y: jax.typing.ArrayLike,
     if isinstance(key, jax.Array | np.ndarray) and key.dtype == np.uint32:
         validate.prng_key(key)
         key = jax.random.wrap_key_data(jnp.asarray(key))  # the same draws as the legacy key
-    _validate(generator, measure, y, key, latent_dim, options, args)
+    validate.reconstruct_inputs(generator, measure, y, key, latent_dim, options, args)
+    if options.deviation is not None:
+        if not isinstance(options.deviation, Deviation):
+            raise TypeError("deviation must be a gejax.Deviation(mu, basis) or None, got "
+                            f"{options.deviation!r}")
+        options.deviation.check()
     if mesh is not None and not (isinstance(mesh, jax.sharding.Mesh)
                                  and mesh.axis_names == (parallel.BATCH,)):
         raise TypeError("mesh must be a 1-D jax.sharding.Mesh with axis 'batch' "
                         f"(gejax.parallel.batch_mesh()), got {mesh!r}")
     o = options
+    dev = None if o.deviation is None or o.deviation.off else o.deviation
     traced = validate.is_traced(y, key, o.learning_rate, o.reg, generator, measure,
-                                None if callable(o.init) else o.init, o.tol, args)
+                                None if callable(o.init) else o.init, o.tol, args,
+                                None if dev is None else dev.mu)
     generator, measure = _as_partial(generator), _as_partial(measure)
     y, reg = y.astype(jnp.float32), jnp.asarray(o.reg, jnp.float32)
     problem = solver.Problem(y, args, None)
@@ -243,8 +194,15 @@ def reconstruct(generator: Callable, measure: Callable, y: jax.typing.ArrayLike,
     else:
         z0 = None if o.init is None else (o.init[:, None] if o.init.ndim == 2 else o.init)
     start = solver.start if traced else solver.start_jit
+    image_shape = None if dev is None else jax.eval_shape(
+        generator, jax.ShapeDtypeStruct((latent_dim,), jnp.float32)).shape
     state = start(problem, key, int(latent_dim), int(o.num_restarts),
-                  jnp.asarray(o.learning_rate, jnp.float32), z0)
+                  jnp.asarray(o.learning_rate, jnp.float32), z0, image_shape)
+    if dev is not None:
+        steps_fn = curvature.deviation_steps if traced else curvature.deviation_steps_jit
+        problem = problem._replace(sparse=Sparse(
+            jnp.full(y.shape[0], dev.mu, jnp.float32),
+            steps_fn(generator, measure, problem, state.z), synthesis(dev.basis)))
     if o.whiten:
         problem = problem._replace(basis=_bases(generator, measure, problem, state.z, reg,
                                                 traced))
@@ -281,12 +239,12 @@ def _vmapped(fn: Partial, x):
 
 
 def _bases(generator, measure, problem, z, reg, traced):
-    """`solver.bases`, on the host solver.WHITEN_ROWS images per program (its memory holds
-    L tangents of each image)."""
+    """`curvature.bases`, on the host curvature.WHITEN_ROWS images per program (its memory
+    holds L tangents of each image)."""
     if traced:
-        return solver.bases(generator, measure, problem, z, reg)
-    size = solver.WHITEN_ROWS
-    parts = [solver.bases_jit(generator, measure,
+        return curvature.bases(generator, measure, problem, z, reg)
+    size = curvature.WHITEN_ROWS
+    parts = [curvature.bases_jit(generator, measure,
                               jax.tree_util.tree_map(lambda a, i=i: a[i:i + size], problem),
                               z[i:i + size], reg) for i in range(0, z.shape[0], size)]
     return jnp.concatenate(parts)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from gejax import parallel
+from gejax import deviation, parallel
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,7 +34,8 @@ class Options:
         (B, latent_dim) or (B, K, latent_dim) with K <= R, or a per-example callable
         y_b -> z_b (latent_dim,), e.g. a learned start (`train.init`).
       tol: per-image early stop (`reconstruct`); 0: every step, the paper's protocol.
-      whiten: Adam in latent coordinates whitened per image (`whitening`).
+      whiten: Adam in latent coordinates whitened per image (`curvature.whitening`).
+      deviation: a `gejax.Deviation` (x = G(z) + nu, nu sparse in a basis), or None.
     """
 
     num_restarts: int = 2
@@ -44,6 +45,7 @@ class Options:
     init: Any = None
     tol: float = 0.0
     whiten: bool = False
+    deviation: Any = None
 
 
 class Reconstruction(NamedTuple):
@@ -58,6 +60,7 @@ class Reconstruction(NamedTuple):
       spread: (B, H, W, C) how much the restarts disagree per pixel: sqrt(sum_r w_r
         (G(z_r) - x_hat)^2), w_r proportional to exp(-(f_r - f_best) / f_best) of the
         objectives f (a restart at twice the best objective counts e^-1); 0 with one.
+      nu: (B, H, W, C) the best restart's sparse deviation (x_hat = G(z) + nu); 0 without.
     """
 
     x_hat: jax.Array
@@ -66,6 +69,7 @@ class Reconstruction(NamedTuple):
     best_restart: jax.Array
     steps_run: jax.Array
     spread: jax.Array
+    nu: jax.Array
 
 
 class Problem(NamedTuple):
@@ -74,6 +78,7 @@ class Problem(NamedTuple):
     y: jax.Array  # (B, ...) measurements
     args: tuple  # per-image arguments of measure; () when it takes the image alone
     basis: jax.Array | None  # (B, L, L) whitening basis P of each image, or None
+    sparse: deviation.Sparse | None = None  # the deviation, or None (x = G(z))
 
 
 class State(NamedTuple):
@@ -83,53 +88,37 @@ class State(NamedTuple):
     opt_state: optax.OptState  # per image: count (B,), learning rate (B,), moments (B, R, L)
     best_z: jax.Array  # (B, R, L) the best z each restart has visited
     best: jax.Array  # (B, R) its objective; +inf before the first step
+    c: deviation.Coefficients | None = None  # the deviation's, or None
 
 
-def objectives(generator, measure, problem: Problem, z, reg):
-    """||measure(G(z)) - y||^2 + reg ||z||^2 of every image and restart: z (B, R, L) -> (B, R)."""
-    def one(z1, y1, args):
-        r = measure(generator(z1), *args) - y1
+def _parts(generator, measure, problem: Problem, z, reg, c):
+    """(smooth, l1) (B, R): ||measure(G(z) + nu) - y||^2 + reg ||z||^2 and mu ||c||_1,
+    nu = synth(c) (B, R, H, W, C) with a deviation, else nu = 0 and l1 = 0."""
+    def one(z1, c1, y1, args):
+        x = generator(z1) if c1 is None else generator(z1) + problem.sparse.synth(c1)
+        r = measure(x, *args) - y1
         return jnp.sum(r**2) + reg * jnp.sum(z1**2)
 
-    return jax.vmap(jax.vmap(one, in_axes=(0, None, None)))(z, problem.y, problem.args)
+    smooth = jax.vmap(jax.vmap(one, in_axes=(0, 0, None, None)))(z, c, problem.y, problem.args)
+    return smooth, 0.0 if c is None else problem.sparse.mu[:, None] * jnp.sum(
+        jnp.abs(c), axis=tuple(range(2, c.ndim)))
+
+
+def objectives(generator, measure, problem: Problem, z, reg, c=None):
+    """The objective (B, R) of every image and restart, z (B, R, L), c (B, R, H, W, C)."""
+    return sum(_parts(generator, measure, problem, z, reg, c))
 
 
 def _optimizer():
     return optax.inject_hyperparams(optax.adam)(learning_rate=0.1)
 
 
-# The whitening's damping, relative to the mean curvature, chosen on *train* digits
-# (docs/notes/speed.md); and the images whose Jacobians one program takes at a time on
-# the host, which bounds its memory (L tangents per image).
-WHITEN_DAMPING = 1e-2
-WHITEN_ROWS = 16
-
-
-def whitening(generator, measure, z, y, args, reg, damping=WHITEN_DAMPING):
-    """One image's basis P (L, L), in which its objective's curvature near z (L,) is even:
-    H = J^T J + reg I = U diag(e) U^T (Gauss-Newton; J (M, L) the Jacobian of
-    measure(generator(z), *args); y unused), P = U diag(sqrt(mean(e) / (e + damping
-    mean(e)))). Adam on u with z = P u takes even steps along G's steep and flat
-    directions, which on z its per-coordinate scaling cannot (the shipped GE1's H spans
-    0.8 to 3,500); directions of mean curvature keep their scale."""
-    del y
-    j = jax.jacfwd(lambda z: measure(generator(z), *args).reshape(-1))(z)  # L forward passes
-    e, u = jnp.linalg.eigh(j.T @ j + reg * jnp.eye(z.shape[-1]))
-    mean = jnp.mean(e)
-    return u * jnp.sqrt(mean / (e + damping * mean))
-
-
-def bases(generator, measure, problem: Problem, z, reg):
-    """`whitening` of every image at its first start: z (B, R, L) -> (B, L, L)."""
-    return jax.vmap(whitening, in_axes=(None, None, 0, 0, 0, None))(
-        generator, measure, z[:, 0], problem.y, problem.args, reg)
-
-
-
-def start(problem: Problem, key, latent_dim, num_restarts, learning_rate, z0) -> State:
+def start(problem: Problem, key, latent_dim, num_restarts, learning_rate, z0,
+          image_shape=None) -> State:
     """Starting latents z ~ N(0, I) (B, R, L), the first K set to z0 (B, K, L), and a fresh
-    Adam state per image. `key` is one key (z drawn for the batch at once) or one per image
-    (B,) (each image's own draw, whatever shares its batch)."""
+    Adam state per image; with `image_shape` (H, W, C) deviation coefficients c = 0. `key`
+    is one key (z drawn for the batch at once) or one per image (B,) (each image's own
+    draw, whatever shares its batch)."""
     b = problem.y.shape[0]
     if key.ndim:
         z = jax.vmap(lambda k: jax.random.normal(k, (num_restarts, latent_dim)))(key)
@@ -139,26 +128,32 @@ def start(problem: Problem, key, latent_dim, num_restarts, learning_rate, z0) ->
         z = z.at[:, :z0.shape[1]].set(z0)
     opt_state = jax.vmap(_optimizer().init)(z)
     opt_state.hyperparams["learning_rate"] = jnp.full(b, learning_rate, jnp.float32)
-    return State(z, opt_state, z, jnp.full(z.shape[:2], jnp.inf, jnp.float32))
+    c = None if image_shape is None else deviation.Coefficients.zeros(z.shape[:2] + image_shape)
+    return State(z, opt_state, z, jnp.full(z.shape[:2], jnp.inf, jnp.float32), c)
 
 
-start_jit = jax.jit(start, static_argnames=("latent_dim", "num_restarts"))
+start_jit = jax.jit(start, static_argnames=("latent_dim", "num_restarts", "image_shape"))
 
 
 def step(generator, measure, problem: Problem, reg, state: State, live) -> State:
     """One Adam step of the images where `live` (B,); the others keep their state. In the
     coordinates u of z = P u where the problem has a basis P: the gradient is mapped into
     u (P^T g) and Adam's step back into z, so Adam's moments live in u and the objective,
-    the best-z tracking and the answer are unchanged. Each restart remembers the best z
-    it has visited (the early stop returns it)."""
-    def total(z):
-        objective = objectives(generator, measure, problem, z, reg)
-        return jnp.sum(objective), objective
+    the best-z tracking and the answer are unchanged. With a deviation, c takes a
+    proximal-gradient (FISTA) step (`deviation.Coefficients`). Each restart remembers the
+    best z (and c) it has visited (the early stop returns it)."""
+    def smooth(z, c):
+        f, l1 = _parts(generator, measure, problem, z, reg, c)
+        return jnp.sum(f), f + l1
 
-    (_, objective), grad = jax.value_and_grad(total, has_aux=True)(state.z)
-    better = objective < state.best
+    c = None if state.c is None else state.c.point(state.opt_state.count)
+    (_, objective), (grad, grad_c) = jax.value_and_grad(smooth, (0, 1), has_aux=True)(
+        state.z, c)
+    better = (objective < state.best) & live[:, None]  # a held image's point is no iterate
     best_z = jnp.where(better[..., None], state.z, state.best_z)
     best = jnp.where(better, objective, state.best)
+    if c is not None:
+        c = state.c.step(c, grad_c, problem.sparse.step, problem.sparse.mu, better)
     p = problem.basis
     if p is not None:
         grad = jnp.einsum("brl,blk->brk", grad, p)
@@ -169,8 +164,8 @@ def step(generator, measure, problem: Problem, reg, state: State, live) -> State
 
     def keep(new, old):  # the images not `live` as they were
         return jnp.where(live.reshape((-1,) + (1,) * (new.ndim - 1)), new, old)
-    return State(keep(z, state.z), jax.tree_util.tree_map(keep, opt_state, state.opt_state),
-                 best_z, best)
+    return State(*jax.tree_util.tree_map(keep, (z, opt_state), (state.z, state.opt_state)),
+                 best_z, best, jax.tree_util.tree_map(keep, c, state.c))
 
 
 # Windows: every CPU_CHUNK steps an image whose best objective over its restarts fell by
@@ -235,7 +230,8 @@ def run_host(generator, measure, problem, reg, state, *, steps, tol, width, leng
     down as they accrue): its calls add up to `steps` when no image stops early.
     """
     b = state.z.shape[0]
-    first = parallel.to_host(objectives_jit(generator, measure, problem, state.z, reg)).min(1)
+    first = parallel.to_host(objectives_jit(generator, measure, problem, state.z, reg,
+                                                  None if state.c is None else state.c.now)).min(1)
     order = np.argsort(-np.nan_to_num(first, nan=np.inf), kind="stable")
     active = np.full(b, steps > 0)
     before = np.full((b, STALL_WINDOWS), np.inf, np.float32)
@@ -288,22 +284,27 @@ def finish(generator, measure, problem, reg, state: State, steps_run, tol):
     """The Reconstruction: with tol > 0 from every restart's best visited z (its final z
     included), with tol 0 from the final z (the paper's protocol); then the restart with
     the lowest objective, never one chosen by a distance to a ground truth."""
-    last = objectives(generator, measure, problem, state.z, reg)
+    c = None if state.c is None else state.c.now
+    last = objectives(generator, measure, problem, state.z, reg, c)
     better = (last < state.best) | (tol <= 0)
     z = jnp.where(better[..., None], state.z, state.best_z)
     objective = jnp.where(better, last, state.best)
     best = jnp.argmin(objective, axis=1)
     z_best = jnp.take_along_axis(z, best[:, None, None], axis=1)[:, 0]
+    c = None if c is None else jnp.where(better[..., None, None, None], c, state.c.best)
     x_all = jax.vmap(jax.vmap(generator))(z)  # G once: every restart's image is needed
-    x_hat = jnp.take_along_axis(x_all, best.reshape((-1, 1) + (1,) * (x_all.ndim - 2)),
-                                axis=1)[:, 0]
+    nu = 0 * x_all if c is None else jax.vmap(jax.vmap(problem.sparse.synth))(c)
+    x_all = x_all + nu
+    def pick(a):  # (B, R, ...) -> the best restart's (B, ...)
+        return jnp.take_along_axis(a, best.reshape((-1, 1) + (1,) * (a.ndim - 2)), 1)[:, 0]
+    x_hat, nu = pick(x_all), pick(nu)
     f_best = objective.min(axis=1, keepdims=True)  # Reconstruction.spread's weights
     w = jax.nn.softmax(-(objective - f_best) / jnp.maximum(f_best, 1e-12), axis=1)
     spread = jnp.sqrt(jnp.einsum("br,br...->b...", w, (x_all - x_hat[:, None]) ** 2))
-    return Reconstruction(x_hat, z_best, objective, best, jnp.asarray(steps_run), spread)
+    return Reconstruction(x_hat, z_best, objective, best, jnp.asarray(steps_run), spread, nu)
 
 
-objectives_jit, bases_jit, finish_jit = jax.jit(objectives), jax.jit(bases), jax.jit(finish)
+objectives_jit, finish_jit = jax.jit(objectives), jax.jit(finish)
 
 
 def solve(generator: Callable, measure: Callable, problem: Problem, reg, state: State, *,

@@ -56,6 +56,18 @@ def test_sharded_reconstruct_equals_one_device(problem, path, num_images, tol, w
         np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("basis", ["dct", "haar"])
+def test_sharded_deviation_equals_one_device(problem, basis):
+    generator, measure, y, latent_dim = problem
+    kwargs = dict(key=jax.random.key(3), latent_dim=latent_dim, num_restarts=2, steps=32,
+                  tol=0.05, deviation=gejax.Deviation(1e-3, basis))
+    one = gejax.reconstruct(generator, measure, y, **kwargs)
+    many = gejax.reconstruct(generator, measure, y, mesh=parallel.batch_mesh(), **kwargs)
+    assert np.abs(np.asarray(one.nu)).max() > 0  # the deviation did act
+    for a, b in zip(one, many, strict=True):
+        np.testing.assert_allclose(np.asarray(b), np.asarray(a), rtol=1e-5, atol=1e-6)
+
+
 def test_sharded_reconstruct_splits_images_over_devices(problem):
     generator, measure, y, latent_dim = problem
     out = gejax.reconstruct(generator, measure, jnp.concatenate([y, y[:2]]), key=jax.random.key(0),

@@ -8,7 +8,7 @@ import pytest
 from jax.tree_util import Partial
 
 import gejax
-from gejax import models, operators, solver
+from gejax import curvature, models, operators, solver
 from gejax.reconstruct import projection_floor
 
 LATENT = 4
@@ -529,11 +529,11 @@ def test_whitening_makes_the_gauss_newton_matrix_isotropic():
     z = jax.random.normal(jax.random.key(21), (LATENT,))
     y = measure(g(z))
     h = m.T @ m + 0.5 * jnp.eye(LATENT)  # J^T J + reg I; J = M everywhere
-    p = solver.whitening(g, measure, z, y, (), 0.5, damping=0.0)
+    p = curvature.whitening(g, measure, z, y, (), 0.5, damping=0.0)
     e = jnp.linalg.eigvalsh(h)
     np.testing.assert_allclose(p.T @ h @ p, e.mean() * jnp.eye(LATENT), rtol=1e-3, atol=1e-2)
     # Damping caps how far a flat direction is stretched: at most sqrt(1 / damping).
-    damped = solver.whitening(g, measure, z, y, (), 0.5, damping=1e-2)
+    damped = curvature.whitening(g, measure, z, y, (), 0.5, damping=1e-2)
     assert float(jnp.linalg.norm(damped, ord=2)) <= 10.0 + 1e-3
 
 
