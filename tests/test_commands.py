@@ -349,3 +349,43 @@ def test_every_entry_point_has_help_and_refuses_unknown_flags_and_bad_values(nam
             command.call([a.format(w=workdir) for a in REQUIRED[name]] + wrong)
         assert done.value.code == 2, wrong
         assert wrong[0] in capsys.readouterr().err
+
+
+def test_deviation_rows_tune_mu_on_held_back_train_images_once(workdir, tmp_path):
+    """ga_dev and ge1_dev: mu and basis chosen on the train images BEGAN held back, saved in
+    the workdir (chosen again only under other solver settings), and reported."""
+    (Path(workdir) / "deviation.json").unlink(missing_ok=True)
+    args = ["--workdir", workdir, "--m", 6, "--methods", "ga,ga_dev,ge1,ge1_dev", *SOLVER]
+    _run(cs, *args, "--out", tmp_path / "a")
+    saved = json.loads((Path(workdir) / "deviation.json").read_text())
+    assert set(saved) == {"cs_m6/ga", "cs_m6/ge1"}
+    for record in saved.values():
+        assert record["images"].startswith("train, held back")
+        grid = record["grid"]
+        assert len(grid) == 1 + 2 * 6 and grid[0][:2] == [None, None]
+        mu, basis, best, se = min(grid, key=lambda row: row[2])
+        won = grid[0][2] - best > 2 * se  # significantly below no deviation
+        assert [record["mu"], record["basis"]] == ([mu, basis] if won else [None, None])
+    results = json.loads((tmp_path / "a" / "results.json").read_text())
+    assert results["deviation"]["ga_dev"] == saved["cs_m6/ga"]
+    for name, method in (("ga_dev", "ga"), ("ge1_dev", "ge1")):
+        row, mu = results["methods"][name], saved[f"cs_m6/{method}"]["mu"]
+        assert row["mu"] == mu and (mu is None) == (row["mse"] == results["methods"][method]["mse"])
+    # A second run reads the choice; other solver settings choose again.
+    (Path(workdir) / "deviation.json").write_text(json.dumps(
+        {k: {**v, "mu": 7.0, "basis": "haar"} for k, v in saved.items()}))
+    _run(cs, *args, "--out", tmp_path / "b")
+    again = json.loads((tmp_path / "b" / "results.json").read_text())["methods"]
+    assert again["ga_dev"]["mu"] == 7.0 and again["ga_dev"]["basis"] == "haar"
+    _run(cs, *args, "--steps", 4, "--out", tmp_path / "c")
+    assert json.loads((Path(workdir) / "deviation.json").read_text())["cs_m6/ga"]["mu"] != 7.0
+
+
+def test_restore_reports_ge1_with_a_deviation(workdir, tmp_path):
+    _run(restore, "--workdir", workdir, "--task", "inpaint", "--out", tmp_path, *SOLVER)
+    results = json.loads((tmp_path / "results.json").read_text())
+    record = results["deviation"]
+    assert "ge1_dev" in results["methods"] and record["images"].startswith("train")
+    assert results["methods"]["ge1_dev"].get("mu") == record["mu"]
+    saved = json.loads((Path(workdir) / "deviation.json").read_text())
+    assert saved["inpaint_block/ge1"] == record

@@ -168,3 +168,29 @@ def test_bad_deviation_is_refused(problem):
         gejax.reconstruct(g, measure, y, deviation=gejax.Deviation(0.1, "fourier"), **kw)
     with pytest.raises(ValueError, match="mu"):
         gejax.reconstruct(g, measure, y, deviation=gejax.Deviation(-1.0), **kw)
+
+
+def test_a_deviation_is_chosen_only_where_it_wins_significantly(tmp_path):
+    from gejax.experiments import deviation as rows
+    from gejax.experiments.solve import SolverConfig
+
+    rng = np.random.default_rng(0)
+    base = rng.uniform(1, 2, 32)
+    steady = {(3.0, "dct"): 0.8 * base}  # 20% lower on every image
+    e = rng.normal(0, 0.5, 32)
+    noisy = {(3.0, "dct"): base + e - e.mean() - 0.05}  # lower in the mean, by chance
+
+    def scorer(table):
+        return lambda dev: table.get((dev.mu, dev.basis), base + 0.1) if dev else base
+
+    got = rows.tuned(tmp_path, "cs_m4/ga", "ga_dev", scorer(steady), "train", SolverConfig(),
+                     log=lambda *_: None)
+    assert (got["mu"], got["basis"]) == (3.0, "dct")
+    assert rows.of(got) == gejax.Deviation(3.0, "dct")
+    got = rows.tuned(tmp_path, "cs_m5/ga", "ga_dev", scorer(noisy), "train", SolverConfig(),
+                     log=lambda *_: None)
+    mu, _, best, _ = min(got["grid"], key=lambda row: row[2])
+    assert mu == 3.0 and best < got["grid"][0][2]  # the lowest mean, but not by enough
+    assert got["mu"] is None and rows.of(got) is None
+    # Saved, and read back under the same settings without scoring again.
+    assert rows.tuned(tmp_path, "cs_m4/ga", "ga_dev", None, "train", SolverConfig())["mu"] == 3.0

@@ -2,7 +2,9 @@
 docs/guide/results.md):
 
     solve.py    the solver's settings, batched solves with progress, G's floor
-    cs.py       compressed sensing: Tables 1-2, Figures 4-6 (`python -m evaluate.cs`)
+    cs.py       compressed sensing: Table 1, Figure 4 (`python -m evaluate.cs`)
+    sweeps.py   compressed sensing over m, noise, and fake vs real: Table 2, Figures 5-6
+    deviation.py  the rows with sparse deviations (ga_dev, ge1_dev) and their tuned mu
     restore.py  restoration: Figures 8-11 (`python -m evaluate.restore`)
     own.py      your images and measurements (`--images`, `--degraded`, `--measurements`)
 
@@ -16,11 +18,10 @@ from gejax.experiments.cs import (
     CsRun,
     noisy,
     run_cs,
-    run_fake_vs_real,
-    run_sweep,
 )
 from gejax.experiments.restore import RestoreRun, run_restore
 from gejax.experiments.solve import SolverConfig, batched, check_solver, g_floor, solve
+from gejax.experiments.sweeps import run_fake_vs_real, run_sweep
 
 __all__ = ["CS_METHODS", "LASSO_ALPHA", "CsRun", "RestoreRun", "SolverConfig", "batched",
            "check_solver", "g_floor", "noisy", "run_cs", "run_fake_vs_real", "run_restore",

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from gejax import baselines, operators, plotting, report, validate, workdir
-from gejax.experiments import own
+from gejax.experiments import deviation, own
 from gejax.experiments.solve import SolverConfig, batched, check_solver, g_floor, solve
 from gejax.reconstruct import ga_measure, ge_measure
 from gejax.workdir import Networks
@@ -28,7 +28,7 @@ PAPER_LASSO_M = 500
 # smallest weight that does. Until 2026-11-29 A and y were also divided by sqrt(m), which
 # made the weight alpha * m (1e-4 then acted as 0.0128 at m = 128 and 0.05 at m = 500).
 LASSO_ALPHA = 3e-3
-CS_METHODS = ("lasso", "lasso_m500", "ga", "ge0", "ge1")
+CS_METHODS = ("lasso", "lasso_m500", "ga", "ge0", "ge1", "ga_dev", "ge1_dev")
 
 
 def check_m(m: int, image_shape: tuple[int, ...]) -> None:
@@ -39,7 +39,8 @@ def check_m(m: int, image_shape: tuple[int, ...]) -> None:
 
 
 def check_methods(methods) -> None:
-    """Refuse compressed-sensing methods other than CS_METHODS."""
+    """Refuse compressed-sensing methods other than CS_METHODS ("_dev": with a sparse
+    deviation, `gejax.experiments.deviation`)."""
     unknown = set(methods) - set(CS_METHODS)
     if unknown:
         raise ValueError(f"unknown methods {sorted(unknown)}: use {', '.join(CS_METHODS)}")
@@ -55,13 +56,18 @@ def noisy(y: np.ndarray, sigma: float, key: jax.Array) -> np.ndarray:
 
 def run_cs(nets: Networks, x: np.ndarray, *, m: int, solver: SolverConfig,
            lasso_alpha: float = LASSO_ALPHA, noise_sigma: float = 0.0,
-           methods=CS_METHODS, log=print, spreads: dict | None = None) -> tuple[dict, dict]:
+           methods=CS_METHODS, log=print, spreads: dict | None = None,
+           deviations: dict | None = None) -> tuple[dict, dict]:
     """Compressed sensing of x (N, H, W, C) from m measurements by every method.
 
     `noise_sigma` adds Gaussian noise of that std to every method's measurements y
     (A x for Lasso and GA, EN(x) for GE), drawn from the seed, independently per method.
     Note that the measurements' own scales differ: A has N(0, 1/m) entries, so A x is
     about ||x|| / sqrt(m) per entry, while EN(x) has the scale the encoder learned.
+
+    `deviations` {"ga_dev": gejax.Deviation, ...}: the deviation of each "_dev" row
+    (`experiments.deviation`; none: the method's own answer, solved again or, where its
+    method ran here, the same). Each row shares its method's random starts and noise.
 
     Returns (results dict of docs/guide/results.md, {method: reconstructions}); `spreads`,
     if a dict, receives each solver method's per-pixel restart spread (N, H, W, C).
@@ -84,102 +90,44 @@ def run_cs(nets: Networks, x: np.ndarray, *, m: int, solver: SolverConfig,
         images[name] = np.clip(x_hat, 0, 1)
         log(report.line(name, results[name], width=11))
 
+    deviations = deviations or {}
     for name in methods:
-        if name.startswith("lasso"):
+        dev, method = deviations.get(name), deviation.base(name)
+        noise_key = jax.random.fold_in(k_noise, CS_METHODS.index(method))
+        if deviation.is_deviation(name) and dev is None and method in results:  # its answer
+            results[name], images[name] = {**results[method], "mu": None}, images[method]
+            log(report.line(name, results[name], width=11))
+        elif name.startswith("lasso"):
             m_used = min(PAPER_LASSO_M, n_pixels) if name == "lasso_m500" else m
             a_used = a if m_used == m else np.asarray(
                 operators.gaussian_matrix(k_a500, m_used, n_pixels))
             t0 = time.perf_counter()
-            y = noisy(x.reshape(len(x), -1) @ a_used.T, noise_sigma,
-                      jax.random.fold_in(k_noise, CS_METHODS.index(name)))
+            y = noisy(x.reshape(len(x), -1) @ a_used.T, noise_sigma, noise_key)
             x_hat = baselines.lasso_dct(y, a_used, x.shape[1:], alpha=lasso_alpha)
             record(name, x_hat, time.perf_counter() - t0, m_used, alpha=lasso_alpha)
-        elif name == "ga":
+        elif method == "ga":
             measure = ga_measure(a)
-            y = noisy(batched(measure, x, solver.batch_size), noise_sigma,
-                      jax.random.fold_in(k_noise, CS_METHODS.index(name)))
-            x_hat, seconds, run = solve(nets, measure, y, solver, solver.reg_ga, k_ga, "GA")
+            y = noisy(batched(measure, x, solver.batch_size), noise_sigma, noise_key)
+            x_hat, seconds, run = solve(nets, measure, y, solver, solver.reg_ga, k_ga,
+                                        name.upper(), deviation=dev)
             record(name, x_hat, seconds, m, **run)
         else:
-            encoder = nets.encoder_for(name, m)
+            encoder = nets.encoder_for(method, m)
             if encoder is None:
                 raise ValueError(f"{name} needs an encoder with m={m} outputs, which the "
                                  f"workdir lacks (train one: python -m train.ae --name "
                                  f"ae_m{m} --code_dim {m}), or leave {name} out of --methods")
             measure = ge_measure(encoder)
-            y = noisy(batched(measure, x, solver.batch_size), noise_sigma,
-                      jax.random.fold_in(k_noise, CS_METHODS.index(name)))
+            y = noisy(batched(measure, x, solver.batch_size), noise_sigma, noise_key)
             x_hat, seconds, run = solve(nets, measure, y, solver, solver.reg_ge, k_ge,
-                                         name.upper(), learned=nets.init_for(name, m))
+                                        name.upper(), deviation=dev,
+                                        learned=nets.init_for(method, m))
             record(name, x_hat, seconds, m, **run)
     return results, images
 
 
-def run_sweep(nets: Networks, x: np.ndarray, *, ms: list[int], solver: SolverConfig,
-              lasso_alpha: float = LASSO_ALPHA, log=print) -> tuple[dict, dict]:
-    """Figs. 5-6: Lasso, GA and GE1 (where the workdir has a GE1 with m outputs) per m.
-
-    Returns ({method: {"m": [...], "mse": [...], "mse_std": [...], ...}},
-             {m: {method: reconstructions}}).
-    """
-    for m in ms:  # all of them before the first solve, not after an hour
-        check_m(m, x.shape[1:])
-    points, images = {}, {}
-    for m in ms:
-        log(f"m = {m}")
-        ge1 = ("ge1",) if nets.encoder_for("ge1", m) is not None else ()
-        if not ge1:
-            log(f"GE1 skipped at m = {m}: the workdir has no GE1 encoder with m outputs")
-        points[m], images[m] = run_cs(nets, x, m=m, solver=solver, lasso_alpha=lasso_alpha,
-                                      methods=("lasso", "ga", *ge1), log=log)
-    return report.curves(points, "m"), images
-
-
-def run_noise_sweep(nets: Networks, x: np.ndarray, *, m: int, levels: list[float],
-                    solver: SolverConfig, methods=CS_METHODS, lasso_alpha: float = LASSO_ALPHA,
-                    log=print) -> dict:
-    """MSE against the measurement noise (`run_cs`'s noise_sigma), as CSGM sweeps it.
-
-    Returns {method: {"noise_sigma": [...], "mse": [...], "mse_std": [...], ...}}.
-    """
-    for level in levels:
-        validate.number(level, "--sweep_noise")
-    points = {}
-    for level in levels:
-        log(f"noise sigma = {level}")
-        points[level], _ = run_cs(nets, x, m=m, solver=solver, lasso_alpha=lasso_alpha,
-                                  noise_sigma=level, methods=methods, log=log)
-    return report.curves(points, "noise_sigma")
-
-
-def run_fake_vs_real(nets: Networks, x_real: np.ndarray, *, m: int, solver: SolverConfig
-                     ) -> dict:
-    """Table 2: the same GE on images made by G (systematic error only) and on real images.
-
-    Uses GE1 with m outputs if the workdir has one, else GE0; `g_floor` of the real
-    images says how much of the real-image error is G's own.
-    """
-    method = "ge1" if nets.encoder_for("ge1", m) is not None else "ge0"
-    encoder = nets.encoder_for(method, m)
-    if encoder is None:
-        raise ValueError(f"the fake-vs-real split needs a GE0 or GE1 encoder with m={m} outputs")
-    key = jax.random.key(solver.seed + 1)
-    z = jax.random.normal(key, (len(x_real), nets.began.latent_dim))
-    x_fake = np.clip(batched(nets.generator, z, solver.batch_size), 0, 1)
-    measure = ge_measure(encoder)
-    out = {"encoder": method}
-    for name, x in (("fake", x_fake), ("real", x_real)):
-        y = batched(measure, x, solver.batch_size)
-        x_hat, seconds, run = solve(nets, measure, y, solver, solver.reg_ge,
-                                     jax.random.fold_in(key, 7), f"{method} {name}",
-                                     learned=nets.init_for(method, m))
-        out[name] = report.summarize(x_hat, x, seconds, **run)
-    out["ratio"] = out["fake"]["mse"] / out["real"]["mse"]
-    return out
-
-
 ROWS = (("original", None), ("Lasso (m=500)", "lasso_m500"), ("Lasso", "lasso"), ("GA", "ga"),
-        ("GE0", "ge0"), ("GE1", "ge1"))  # figure 4, top to bottom
+        ("GA + nu", "ga_dev"), ("GE0", "ge0"), ("GE1", "ge1"), ("GE1 + nu", "ge1_dev"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -232,6 +180,8 @@ class CsRun:
 
 def evaluate(run: CsRun) -> None:
     """`python -m evaluate.cs`: results.json, results.md and figures 4 (5, 6) into run.out."""
+    from gejax.experiments import sweeps  # it builds on this module
+
     where = run.workdir or workdir.default_workdir()
     solver = run.solver if run.reg is None else dataclasses.replace(
         run.solver, reg_ge=run.reg, reg_ga=run.reg)
@@ -253,30 +203,31 @@ def evaluate(run: CsRun) -> None:
     print(f"compressed sensing: {len(x)} {split} images {x.shape[1:]} of "
           f"{dataset}, m={run.m}, solver {solver}")
     spreads = {}
+    deviations, tuned = deviation.for_cs(nets, where, names, run.m, solver)
     methods, recon = run_cs(nets, x, m=run.m, solver=solver, methods=names,
                             lasso_alpha=run.lasso_alpha, noise_sigma=run.noise_sigma,
-                            spreads=spreads)
+                            spreads=spreads, deviations=deviations)
     results = {"experiment": "cs", "dataset": dataset, "image_shape": list(x.shape[1:]),
                "num_images": len(x), "m": run.m, "seed": solver.seed, "methods": methods,
                **report.provenance(solver, where), "split": split,
-               "noise_sigma": run.noise_sigma,
+               "noise_sigma": run.noise_sigma, "deviation": tuned,
                "g_floor": g_floor(nets, x, solver)}
     print(f"G's floor on these images, min_z ||G(z) - x||^2: {results['g_floor']['mse']:.5f}")
     table2 = None
     if run.fake_vs_real:
-        table2 = results["fake_vs_real"] = run_fake_vs_real(nets, x, m=run.m, solver=solver)
+        table2 = results["fake_vs_real"] = sweeps.run_fake_vs_real(nets, x, m=run.m, solver=solver)
         print(f"Table 2 ({table2['encoder']}): fake MSE {table2['fake']['mse']:.5f}, real MSE "
               f"{table2['real']['mse']:.5f}, ratio {table2['ratio']:.3f}")
     sweep = sweep_recon = None
     if ms:
-        sweep, sweep_recon = run_sweep(nets, x, ms=ms, solver=solver,
+        sweep, sweep_recon = sweeps.run_sweep(nets, x, ms=ms, solver=solver,
                                        lasso_alpha=run.lasso_alpha)
         results["sweep"] = sweep
     noise = None
     if levels:
-        noise = results["noise_sweep"] = run_noise_sweep(
+        noise = results["noise_sweep"] = sweeps.run_noise_sweep(
             nets, x, m=run.m, levels=levels, solver=solver, methods=names,
-            lasso_alpha=run.lasso_alpha)
+            lasso_alpha=run.lasso_alpha, deviations=deviations)
     shown = slice(0, min(run.grid_columns, len(x)))
 
     def figures(out: Path):

@@ -24,6 +24,7 @@ from gejax import (
     tasks,
     workdir,
 )
+from gejax.experiments import deviation
 from gejax.experiments.solve import SolverConfig, check_learned, solve
 from gejax.reconstruct import ga_measure
 
@@ -67,7 +68,8 @@ def cs_methods(nets: workdir.Networks, asked: str | None, m: int,
         names = asked.split(",")
         check_methods(names)
     else:
-        names = [n for n in CS_METHODS if n not in GE_METHODS or nets.encoder_for(n, m)]
+        names = [n for n in CS_METHODS if deviation.base(n) not in GE_METHODS
+                 or nets.encoder_for(deviation.base(n), m)]
         for name in sorted(set(CS_METHODS) - set(names)):
             print(f"{name} left out: the workdir has no {name} encoder with m={m} outputs")
     check_learned(nets, solver, names, m)

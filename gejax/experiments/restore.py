@@ -13,6 +13,7 @@ import numpy as np
 from jax.tree_util import Partial
 
 from gejax import operators, plotting, report, tasks, workdir
+from gejax.experiments import deviation as deviations
 from gejax.experiments import own
 from gejax.experiments.solve import (
     SolverConfig,
@@ -83,8 +84,8 @@ class RestoreRun:
 
 
 def run_restore(nets: workdir.Networks, x: np.ndarray, *, task: tasks.Task | str,
-                solver: SolverConfig, keep_observed: bool = True, log=print
-                ) -> tuple[dict, dict, dict]:
+                solver: SolverConfig, keep_observed: bool = True, log=print,
+                deviation: dict | None = None, methods=None) -> tuple[dict, dict, dict]:
     """Restore degraded copies of x (N, H, W, C) with GE (eq. 5/6) and the task's baselines.
 
     `task` is a gejax.tasks.Task (or a name of gejax.tasks.NAMES, with the paper's
@@ -92,7 +93,7 @@ def run_restore(nets: workdir.Networks, x: np.ndarray, *, task: tasks.Task | str
     encoder trained on this task's degradation (train.ae --corrupt <task>) if there is
     one. Where the task observes some pixels as they are (inpainting), `keep_observed`
     returns M x_dagger + (1 - M) G(z*) (as biharmonic inpainting and Yeh et al. 2017 do);
-    False returns G(z*), the paper's output.
+    False returns G(z*), the paper's output. `deviation` and `methods` as `restore_each`'s.
 
     Returns (methods dict of results.json, {method: images}, task parameters with
     "degraded_input", x_dagger (N, H, W, C)).
@@ -118,18 +119,20 @@ def run_restore(nets: workdir.Networks, x: np.ndarray, *, task: tasks.Task | str
 
     record("degraded", x_dagger, 0.0)
     restore_each(nets, x_dagger, task, solver, masks=mask, keep_observed=keep_observed,
-                 done=record)
+                 done=record, deviation=deviation, methods=methods)
     return results, images, {"degraded_input": x_dagger, **params}
 
 
 def restore_each(nets: workdir.Networks, x_dagger: np.ndarray, task: tasks.Task,
                  solver: SolverConfig, *, masks: np.ndarray | None, keep_observed: bool,
-                 done) -> None:
+                 done, deviation: dict | None = None, methods=None) -> None:
     """Every method on degraded images x_dagger (N, H, W, C): the task's baselines, then
     GE with each encoder; `done(name, x_hat, seconds, **run)` as each finishes (run: the
     solver's settings and "spread" for GE). `masks` (N, H, W, 1): the observed pixels of
     each image (inpainting), else None. Needs no ground truth (evaluate.restore
-    --degraded)."""
+    --degraded). `deviation`: a record of `experiments.deviation` ({"mu", "basis"}, mu None
+    for none), which adds the row "ge1_dev", GE1 solving for G(z) + nu (where mu is None,
+    GE1's own answer). `methods`: the rows to run; None: all of them."""
     shape = x_dagger.shape[1:]
     k_degrade, k_solve = jax.random.split(jax.random.key(solver.seed))
     if masks is None:  # S as the task degrades
@@ -137,24 +140,34 @@ def restore_each(nets: workdir.Networks, x_dagger: np.ndarray, task: tasks.Task,
     else:  # S_i(x) = M_i x, each image's mask passed to the solver beside its y
         s, s_params = Partial(operators.apply_mask), masks
     for name, baseline in task.baselines(shape, k_degrade, masks=masks).items():
+        if methods is not None and name not in methods:
+            continue
         t0 = time.perf_counter()
         x_hat = baseline(x_dagger)
         done(name, x_hat, time.perf_counter() - t0)
     x_in = task.ge_input(x_dagger)  # x_dagger itself, or preconditioned (deblur)
     ge = {"ge0": nets.encoders.get("ge0"), "ge1": nets.encoders.get("ge1")}
     task_ae, ge["ge1_task"] = nets.task_encoders.get(task.name, (None, None))
+    ge["ge1_dev"] = ge["ge1"] if deviation is not None else None
+    dev = None if deviation is None else deviations.of(deviation)
+    answers = {}
     for name, encoder in ge.items():
-        if encoder is None:
+        if encoder is None or (methods is not None and name not in methods):
+            continue
+        if name == "ge1_dev" and dev is None and "ge1" in answers:  # GE1's own answer
+            done(name, *answers["ge1"][:2], **answers["ge1"][2], mu=None)
             continue
         measure = ge_measure(encoder, s)
         y = batched(encoder, x_in, solver.batch_size)  # EN(x_dagger), eq. 6 (preconditioned)
         x_hat, seconds, run = solve(nets, measure, y, solver, solver.reg_ge, k_solve,
-                                    name.upper(), learned=nets.inits.get(name),
-                                    measure_params=s_params, experiment="restore")
+                                    name.upper(), learned=nets.inits.get(deviations.base(name)),
+                                    measure_params=s_params, experiment="restore",
+                                    deviation=dev if name == "ge1_dev" else None)
         if masks is not None and keep_observed:
             x_hat = masks * x_dagger + (1 - masks) * x_hat
             run["spread"] = (1 - masks) * run["spread"]  # the kept pixels are certain
         extra = {"encoder": task_ae} if name == "ge1_task" else {}
+        answers[name] = (x_hat, seconds, {**run, **extra})
         done(name, x_hat, seconds, **run, **extra)
 
 
@@ -179,8 +192,9 @@ def evaluate(run: RestoreRun) -> None:
     x, dataset, split = own.clean_images(nets, run)
     out_dir = report.prepare_out(own.out_dir(run, task.name))
     print(f"{task.name}: {len(x)} {split} images {x.shape[1:]} of {dataset}, solver {solver}")
+    tuned = deviations.for_restore(nets, where, task, solver, keep_observed=run.keep_observed)
     methods, recon, params = run_restore(nets, x, task=task, solver=solver,
-                                         keep_observed=run.keep_observed)
+                                         keep_observed=run.keep_observed, deviation=tuned)
     x_dagger = params.pop("degraded_input")
     sweep = None
     if levels:
@@ -188,11 +202,11 @@ def evaluate(run: RestoreRun) -> None:
         for level in levels:
             print(f"sigma = {level}")
             points[level], _, _ = run_restore(nets, x, task=dataclasses.replace(task, sigma=level),
-                                              solver=solver)
+                                              solver=solver, deviation=tuned)
         sweep = report.curves(points, "sigma")
     results = {"experiment": run.task, "dataset": dataset,
                "image_shape": list(x.shape[1:]), "num_images": len(x), "split": split,
-               "seed": solver.seed, "task": params, "methods": methods,
+               "seed": solver.seed, "task": params, "methods": methods, "deviation": tuned,
                "g_floor": g_floor(nets, x, solver), **report.provenance(solver, where)}
     if sweep is not None:
         results["sweep_sigma"] = sweep

@@ -118,6 +118,7 @@ def check_learned(nets: Networks, solver: SolverConfig, names, m: int | None = N
     for name in names:
         if not name.startswith("ge1"):
             continue
+        name = name.removesuffix("_dev")  # GE1 with a deviation starts as GE1
         has = (nets.init_for(name, m) if m is not None else nets.inits.get(name)) is not None
         if not has:
             raise ValueError(f"--init learned: {nets.data.name}'s workdir has no learned start "
@@ -133,10 +134,11 @@ def batched(fn: Callable, x, batch_size: int):
 
 
 def solve(nets: Networks, measure, y, solver: SolverConfig, reg: float, key, desc: str,
-          learned=None, measure_params=None, experiment: str = "cs"
+          learned=None, measure_params=None, experiment: str = "cs", deviation=None
           ) -> tuple[np.ndarray, float, dict]:
-    """reconstruct with `solver.options(reg, learned, experiment)` on all devices,
-    `solver.batch_size` images at a time, with a progress bar.
+    """reconstruct with `solver.options(reg, learned, experiment)` and `deviation` (a
+    `gejax.Deviation` or None) on all devices, `solver.batch_size` images at a time, with a
+    progress bar.
 
     Image i draws its random starts from its own key (`jax.random.split(key, N)[i]`), so
     that neither the batch size nor the other images change its answer. `learned` (y_b ->
@@ -144,12 +146,12 @@ def solve(nets: Networks, measure, y, solver: SolverConfig, reg: float, key, des
     are reconstruct's, sliced with y.
 
     Returns (x_hat (N, H, W, C), seconds, {"init", "restarts", "steps", "tol", "whiten",
-    "steps_run", "spread"}), "spread" the restarts' per-pixel spread (N, H, W, C)
-    (`Reconstruction.spread`).
+    "steps_run", "spread"} and, with a deviation, "mu" and "basis"), "spread" the
+    restarts' per-pixel spread (N, H, W, C) (`Reconstruction.spread`).
     """
     t0 = time.perf_counter()
     n, size = len(y), solver.batch_size
-    options = solver.options(reg, learned, experiment)
+    options = dataclasses.replace(solver.options(reg, learned, experiment), deviation=deviation)
     keys = jax.random.split(key, n)
     x_hat, steps_run, spread = [], [], []
     total = options.steps * -(-n // size)
@@ -170,7 +172,8 @@ def solve(nets: Networks, measure, y, solver: SolverConfig, reg: float, key, des
         "init": "random" if options.init is None else "learned",
         "restarts": options.num_restarts, "steps": options.steps, "tol": options.tol,
         "whiten": options.whiten, "steps_run": float(steps_run.mean()),
-        "spread": np.concatenate(spread)}
+        "spread": np.concatenate(spread),
+        **({} if deviation is None else {"mu": deviation.mu, "basis": deviation.basis})}
 
 
 def g_floor(nets: Networks, x: np.ndarray, solver: SolverConfig) -> dict:
