@@ -85,9 +85,12 @@ def markdown_table(results: dict, *, title: str) -> str:
              "(mean) | start |", "|---|---|---|---|---|---|---|---|"]
     for name, r in results["methods"].items():
         steps = f"{r['steps_run']:.0f}" if "steps_run" in r else ""
+        start = r.get("init", "")
+        if "mu" in r:  # a "_dev" row: its deviation, or none where none won on train
+            start += f"; nu: mu {r['mu']:g} {r['basis']}" if r["mu"] else "; nu: none won"
         lines.append(f"| {name} | {r.get('m', '')} | {r['mse']:.5f} +- {r['mse_std']:.5f} | "
                      f"{r['psnr']:.2f} | {r['ssim']:.3f} | {r['seconds']:.1f} | {steps} | "
-                     f"{r.get('init', '')} |")
+                     f"{start} |")
     if "g_floor" in results:
         f = results["g_floor"]
         lines += ["", f"G's floor on these images, min_z ||G(z) - x||^2 (no method returning "

@@ -194,3 +194,17 @@ def test_a_deviation_is_chosen_only_where_it_wins_significantly(tmp_path):
     assert got["mu"] is None and rows.of(got) is None
     # Saved, and read back under the same settings without scoring again.
     assert rows.tuned(tmp_path, "cs_m4/ga", "ga_dev", None, "train", SolverConfig())["mu"] == 3.0
+
+
+def test_the_shipped_choices_are_not_overwritten_by_other_settings():
+    from gejax import workdir
+    from gejax.experiments import deviation as rows
+    from gejax.experiments.solve import SolverConfig
+
+    path = rows.Path(workdir.default_workdir(), rows.FILE)
+    before = path.read_text()
+    got = rows.tuned(workdir.default_workdir(), "cs_m128/ga", "ga_dev",
+                     lambda dev: np.ones(4) * (0.5 if dev else 1.0), "train",
+                     SolverConfig(steps=3), log=lambda *_: None)
+    assert got["mu"] is not None and got["solver"]["steps"] == 3
+    assert path.read_text() == before

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gejax import data, metrics, tasks
+from gejax import data, metrics, tasks, workdir
 from gejax.deviation import BASES, Deviation
 from gejax.workdir import Networks
 
@@ -56,6 +56,7 @@ def tuning_images(where: str, nets: Networks, n: int = TUNE_IMAGES) -> tuple[np.
     if len(held):
         return np.asarray(held[:n]), f"train, held back from training ({min(n, len(held))})"
     images = data.source(nets.data, "train")
+    n = min(n, len(images))
     return np.asarray(images[len(images) - n:]), f"train, the last {n} (seen in training)"
 
 
@@ -91,6 +92,12 @@ def tuned(where: str, key: str, method: str, score, images: str, solver, *,
         mu, basis = None, None
     record = {"mu": mu, "basis": basis, "grid": grid, "images": images, "solver": settings,
               "seconds": round(time.perf_counter() - t0, 1)}
+    shipped = Path(where).resolve() == Path(workdir.default_workdir()).resolve()
+    if shipped and settings != {k: v for k, v in dataclasses.asdict(type(solver)()).items()
+                                if k != "batch_size"}:
+        log(f"the shipped {FILE} keeps the default settings' choices; this one holds for "
+            "this run only")
+        return record
     saved[key] = record
     try:
         path.write_text(json.dumps(saved, indent=1))
