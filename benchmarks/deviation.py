@@ -6,7 +6,8 @@ Solves compressed sensing at m = 128 (GA from random starts, GE1 from its learne
 the commands' default protocol) on the first test images of a workdir (the embedded
 default if none), each twice with and twice without a deviation, alternating, and prints
 the best seconds of each and their ratio (the same run, warm: compiling apart), with
-the mean steps run (an early stop may stop later when nu keeps the objective falling).
+the mean steps run (an early stop may stop later when nu keeps the objective falling);
+then the same with --fixed_steps steps every image (tol 0): the cost of a step alone.
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ def main() -> None:
     parser.add_argument("--mu_ge", type=float, default=0.01)
     parser.add_argument("--basis", default="haar")
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--fixed_steps", type=int, default=100)
     args = parser.parse_args()
     nets = workdir.load_networks(args.workdir or workdir.default_workdir())
     x = workdir.eval_images(nets, args.images)
@@ -49,25 +51,32 @@ def main() -> None:
              "ge1": (gejax.ge_measure(nets.encoder_for("ge1", args.m)),
                      solver.options(solver.reg_ge, nets.init_for("ge1", args.m)), args.mu_ge)}
     print(f"{len(x)} images, m = {args.m}, basis {args.basis}, {jax.default_backend()}")
-    for name, (measure, options, mu) in cases.items():
-        y = batched(measure, x, 64)
-        runs = {}
-        for label, dev in (("without", None), ("with", gejax.Deviation(mu, args.basis))):
-            o = dataclasses.replace(options, deviation=dev)
-            runs[label] = lambda o=o, measure=measure, y=y: gejax.reconstruct(
-                nets.generator, measure, y, key=keys, latent_dim=nets.began.latent_dim,
-                options=o)
-            runs[label]()  # compile
-        seconds = {k: [] for k in runs}
-        steps = {}
-        for _ in range(args.repeats):
-            for label, fn in runs.items():
-                s, steps[label] = _timed(fn)
-                seconds[label].append(s)
-        best = {k: min(v) for k, v in seconds.items()}
-        print(f"{name}: without {best['without']:.2f} s ({steps['without']:.0f} steps), "
-              f"with mu {mu:g} {best['with']:.2f} s ({steps['with']:.0f} steps): "
-              f"ratio {best['with'] / best['without']:.2f}")
+    for name, (measure, protocol, mu) in cases.items():
+        for label, options in ((name, protocol), (f"{name}, {args.fixed_steps} steps",
+                               dataclasses.replace(protocol, steps=args.fixed_steps, tol=0.0))):
+            _compare(label, nets, measure, batched(measure, x, 64), keys, options,
+                     gejax.Deviation(mu, args.basis), args.repeats)
+
+
+def _compare(name, nets, measure, y, keys, options, deviation, repeats) -> None:
+    """Times one solve without and with `deviation`, alternating; prints the ratio."""
+    runs = {}
+    for label, dev in (("without", None), ("with", deviation)):
+        o = dataclasses.replace(options, deviation=dev)
+        runs[label] = lambda o=o, measure=measure, y=y: gejax.reconstruct(
+            nets.generator, measure, y, key=keys, latent_dim=nets.began.latent_dim,
+            options=o)
+        runs[label]()  # compile
+    seconds = {k: [] for k in runs}
+    steps = {}
+    for _ in range(repeats):
+        for label, fn in runs.items():
+            s, steps[label] = _timed(fn)
+            seconds[label].append(s)
+    best = {k: min(v) for k, v in seconds.items()}
+    print(f"{name}: without {best['without']:.2f} s ({steps['without']:.0f} steps), "
+          f"with mu {deviation.mu:g} {best['with']:.2f} s ({steps['with']:.0f} steps): "
+          f"ratio {best['with'] / best['without']:.2f}")
 
 
 if __name__ == "__main__":

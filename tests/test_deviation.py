@@ -1,5 +1,7 @@
 """Sparse deviations (gejax.deviation): x = G(z) + nu, nu sparse in a basis, solved beside z."""
 
+import dataclasses
+import json
 import sys
 
 import jax
@@ -208,3 +210,17 @@ def test_the_shipped_choices_are_not_overwritten_by_other_settings():
                      SolverConfig(steps=3), log=lambda *_: None)
     assert got["mu"] is not None and got["solver"]["steps"] == 3
     assert path.read_text() == before
+
+
+def test_the_shipped_choices_hold_for_the_default_settings():
+    """The main command and evaluate.restore read them, and choose nothing anew."""
+    from gejax import workdir
+    from gejax.experiments import deviation as rows
+    from gejax.experiments.solve import SolverConfig
+
+    saved = json.loads(rows.Path(workdir.default_workdir(), rows.FILE).read_text())
+    assert set(saved) == {"cs_m128/ga", "cs_m128/ge1", "denoise/ge1", "deblur/ge1",
+                          "superres/ge1", "inpaint_block/ge1", "inpaint_lines/ge1"}
+    default = {k: v for k, v in dataclasses.asdict(SolverConfig()).items() if k != "batch_size"}
+    for record in saved.values():
+        assert record["solver"] == default
