@@ -2,7 +2,8 @@
 
 One function, `reconstruct`, solves a batch of B measurements from R random starts
 each with Adam (optax), and returns per image the restart with the lowest objective.
-The objective is never compared with a ground-truth image.
+The objective is never compared with a ground-truth image. With a `Deviation` the answer
+is G(z) + nu, nu sparse in a basis (`gejax.deviation`), for images G cannot make.
 
 `generator` and `measure` are per-example callables. To let a second call with new
 parameters reuse the compiled program, pass them as `jax.tree_util.Partial(fn, params)`:

@@ -5,10 +5,10 @@ experiment and method on train images that no network of the workdir trained on.
 The choice is saved in the workdir's deviation.json, {"cs_m128/ga": record, ...}, so that
 a command tunes once per workdir and reports what it chose in results.json:
 record = {"mu", "basis", "grid": [[mu, basis, mean score, paired standard error against
-no deviation], ...], "images", "solver" (the
-settings it was chosen with; others choose again), "seconds"}, mu and
-basis null for no deviation (mu = inf, the method's own answer), which is in every grid:
-where G fits the train images better alone, the row is the method's.
+no deviation], ...], "images", "solver" (the settings it was chosen with; others choose
+again), "seconds"}; mu and basis are null for no deviation (mu = inf, the method's own
+answer), which is in every grid: where G fits the train images as well alone, the row
+is the method's.
 """
 
 from __future__ import annotations
