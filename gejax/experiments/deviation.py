@@ -64,7 +64,7 @@ def tuned(where: str, key: str, method: str, score, images: str, solver, *,
           log=print) -> dict:
     """The workdir's record for `key` (e.g. "cs_m128/ga"): read from deviation.json where
     it was chosen with the same solver settings (`solver`, a SolverConfig; the batch size
-    aside), else chosen now and saved there (where writable).
+    and the seed aside), else chosen now and saved there (where writable).
 
     `score(Deviation | None) -> (n,)` scores the train images `images` says, one per image,
     lower is better. Of GRIDS[method's kind] x BASES the lowest mean wins if it beats no
@@ -72,8 +72,8 @@ def tuned(where: str, key: str, method: str, score, images: str, solver, *,
     deviation wins (a deviation is a second prior: it has to earn its place)."""
     path = Path(where, FILE)
     saved = json.loads(path.read_text()) if path.exists() else {}
-    settings = {k: v for k, v in dataclasses.asdict(solver).items() if k != "batch_size"}
-    if key in saved and saved[key].get("solver") == settings:
+    settings = _settings(solver)
+    if key in saved and _settings(saved[key].get("solver")) == settings:
         return saved[key]
     kind = "ga" if base(method) == "ga" else "ge"
     log(f"choosing mu for {method} ({key}) on train images, once: {FILE} keeps it")
@@ -90,11 +90,12 @@ def tuned(where: str, key: str, method: str, score, images: str, solver, *,
     mu, basis, best, se = min(grid, key=lambda row: row[2])
     if grid[0][2] - best <= SIGNIFICANT * se:
         mu, basis = None, None
-    record = {"mu": mu, "basis": basis, "grid": grid, "images": images, "solver": settings,
+    record = {"mu": mu, "basis": basis, "grid": grid, "images": images,
+              "solver": {k: v for k, v in dataclasses.asdict(solver).items()
+                         if k != "batch_size"},
               "seconds": round(time.perf_counter() - t0, 1)}
     shipped = Path(where).resolve() == Path(workdir.default_workdir()).resolve()
-    if shipped and settings != {k: v for k, v in dataclasses.asdict(type(solver)()).items()
-                                if k != "batch_size"}:
+    if shipped and settings != _settings(type(solver)()):
         log(f"the shipped {FILE} keeps the default settings' choices; this one holds for "
             "this run only")
         return record
@@ -104,6 +105,15 @@ def tuned(where: str, key: str, method: str, score, images: str, solver, *,
     except OSError as e:  # a read-only workdir: the choice holds for this run
         log(f"could not save {path} ({e}); the choice holds for this run only")
     return record
+
+
+def _settings(solver) -> dict | None:
+    """The solver settings a choice holds for: all but the batch size (which changes no
+    number) and the seed (the random starts of the tuning images, not the method)."""
+    if solver is None:
+        return None
+    fields = solver if isinstance(solver, dict) else dataclasses.asdict(solver)
+    return {k: v for k, v in fields.items() if k not in ("batch_size", "seed")}
 
 
 def of(record: dict) -> Deviation | None:
