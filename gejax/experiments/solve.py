@@ -14,6 +14,7 @@ import numpy as np
 from tqdm import tqdm
 
 from gejax import parallel, validate
+from gejax.experiments import deviation
 from gejax.reconstruct import Options, _as_partial, _vmapped, projection_floor, reconstruct
 from gejax.workdir import Networks
 
@@ -118,7 +119,7 @@ def check_learned(nets: Networks, solver: SolverConfig, names, m: int | None = N
     for name in names:
         if not name.startswith("ge1"):
             continue
-        name = name.removesuffix("_dev")  # GE1 with a deviation starts as GE1
+        name = deviation.base(name)  # GE1 with a deviation starts as GE1
         has = (nets.init_for(name, m) if m is not None else nets.inits.get(name)) is not None
         if not has:
             raise ValueError(f"--init learned: {nets.data.name}'s workdir has no learned start "
